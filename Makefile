@@ -1,0 +1,31 @@
+# Two commands a new user needs: `make run` and `make test`. Everything else is a step of theirs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SPEC ?= examples/mlp-digits.yaml
+
+.PHONY: install run train test lint bench clean
+
+$(BIN)/nnforge: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/nnforge
+
+train: install  ## train a spec locally, without the service
+	$(BIN)/nnforge train $(SPEC)
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check app models workers tests bench
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python -m bench.train_throughput
+
+clean:
+	rm -rf $(VENV) .nnforge .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""nnforge's service side: the HTTP API and the command line."""

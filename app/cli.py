@@ -1,0 +1,73 @@
+"""The `nnforge` command line. Torch loads only inside the commands that train."""
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+
+from app.spec_files import apply_overrides, read_spec_file
+from models.errors import SpecError
+from models.specs import parse_job_spec
+from models.templates import TEMPLATES
+
+cli = typer.Typer(help="nnforge: train the classic neural networks from a spec.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+console = Console(stderr=True)
+
+
+def _fail(error: SpecError) -> None:
+    for issue in error.issues:
+        console.print(f"[red]error[/red] {issue.field}: {issue.reason} (got {issue.value!r})")
+    raise typer.Exit(code=2)
+
+
+@cli.command()
+def train(
+    spec_file: Annotated[Path, typer.Argument(help="job spec, YAML or JSON")],
+    out: Annotated[Path | None, typer.Option(help="checkpoint path (default: SPEC.pt beside the spec)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: optimizer.lr=0.01")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads")] = 1,
+) -> None:
+    """Train a spec locally, without the service: a progress bar, a line per epoch, a checkpoint file."""
+    try:
+        spec = parse_job_spec(apply_overrides(read_spec_file(spec_file), set_ or []))
+    except SpecError as error:
+        _fail(error)
+    import torch
+
+    from app.progress import RichProgressHook
+    from models.train import fit
+
+    torch.set_num_threads(threads)
+    destination = out or spec_file.with_suffix(".pt")
+    hook = RichProgressHook(console, destination)
+    try:
+        with hook:
+            result = fit(spec, hook=hook)
+    except SpecError as error:
+        _fail(error)
+    console.print(f"{result.status}: " + "  ".join(f"{k} {v:.4g}" for k, v in result.metrics.items()
+                                                   if k.startswith("test_")))
+    console.print(f"checkpoint: {destination}")
+
+
+@cli.command()
+def template(
+    arch: Annotated[str, typer.Option(help=f"one of: {', '.join(TEMPLATES)}")] = "mlp",
+    output: Annotated[str, typer.Option("-o", "--output", help="yaml or json")] = "yaml",
+) -> None:
+    """Print a starter spec that trains in under a minute on a CPU."""
+    if arch not in TEMPLATES:
+        console.print(f"[red]error[/red] --arch: unknown template {arch!r}; choose from {', '.join(TEMPLATES)}")
+        raise typer.Exit(code=2)
+    spec: dict[str, Any] = TEMPLATES[arch]
+    typer.echo(json.dumps(spec, indent=2) if output == "json" else yaml.safe_dump(spec, sort_keys=False))
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:torch")
+    cli()

@@ -1,0 +1,132 @@
+"""Training procedures: how one step updates a network and how a split is evaluated.
+
+`SUPERVISED` serves every network that maps inputs to targets; the GAN module defines the adversarial one.
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from models.dataset_info import Task
+from models.raw_dataset import QualityMeasure
+
+EVAL_BATCH_SIZE = 1024
+
+
+@dataclass
+class StepContext:
+    """Everything a training step needs besides the batch."""
+
+    model: nn.Module
+    optimizers: dict[str, Optimizer]
+    task: Task
+    spec: Any  # the architecture's model spec
+    autocast: Callable[[], AbstractContextManager[Any]]
+    scaler: torch.amp.GradScaler | None = None
+    grad_clip_norm: dict[str, float | None] = field(default_factory=dict)
+
+    def update(self, loss: Tensor, group: str) -> None:
+        """Backpropagate `loss` and step the optimizer of `group` (with clipping and loss scaling)."""
+        optimizer = self.optimizers[group]
+        optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+        clip = self.grad_clip_norm.get(group)
+        if clip is not None:
+            if self.scaler is not None:
+                self.scaler.unscale_(optimizer)
+            params = [p for group_ in optimizer.param_groups for p in group_["params"]]
+            nn.utils.clip_grad_norm_(params, clip)
+        if self.scaler is None:
+            optimizer.step()
+        else:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+
+
+@dataclass
+class EvalContext:
+    model: nn.Module
+    task: Task
+    spec: Any
+    autocast: Callable[[], AbstractContextManager[Any]]
+    denormalize: Callable[[Tensor], Tensor]  # normalised input view -> raw units
+    quality: QualityMeasure | None
+    generator: torch.Generator  # evaluation's own RNG, so evaluating never shifts the training RNG
+
+
+ParameterGroups = dict[str, tuple[list[nn.Parameter], Any]]  # group -> (parameters, optimizer spec or None)
+
+
+class Procedure(Protocol):
+    def parameter_groups(self, model: nn.Module, spec: Any) -> ParameterGroups:
+        """Parameters per optimizer; a group's spec overrides the job's optimizer spec when not None."""
+        ...
+
+    def train_step(self, ctx: StepContext, x: Tensor, y: Tensor | None) -> dict[str, Tensor]:
+        """One update on a batch; returns detached scalar metrics (batch means), never synchronising."""
+        ...
+
+    def evaluate(self, ctx: EvalContext, x: Tensor, y: Tensor | None) -> dict[str, float]:
+        ...
+
+    def monitor(self, *, has_validation: bool, has_quality: bool) -> tuple[str, str] | None:
+        """The epoch metric ("val_…"/"train_…") and mode that define the best checkpoint, if any."""
+        ...
+
+
+def batches(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+class Supervised:
+    def parameter_groups(self, model: nn.Module, spec: Any) -> ParameterGroups:
+        return {"model": (list(model.parameters()), None)}
+
+    def train_step(self, ctx: StepContext, x: Tensor, y: Tensor | None) -> dict[str, Tensor]:
+        assert y is not None
+        with ctx.autocast():
+            output = ctx.model(x)
+            loss = _loss(output, y, ctx.task)
+        ctx.update(loss, "model")
+        metrics = {"loss": loss.detach()}
+        if ctx.task == "classification":
+            metrics["accuracy"] = (output.detach().argmax(1) == y).float().mean()
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self, ctx: EvalContext, x: Tensor, y: Tensor | None) -> dict[str, float]:
+        assert y is not None
+        total_loss = torch.zeros((), device=x.device)
+        correct = torch.zeros((), device=x.device)
+        for part in batches(len(x), EVAL_BATCH_SIZE):
+            with ctx.autocast():
+                output = ctx.model(x[part])
+                total_loss += _loss(output.float(), y[part], ctx.task) * len(output)
+            if ctx.task == "classification":
+                correct += (output.argmax(1) == y[part]).sum()
+        loss = (total_loss / len(x)).item()
+        if ctx.task == "classification":
+            return {"loss": loss, "accuracy": (correct / len(x)).item()}
+        return {"loss": loss, "mse": loss}
+
+    def monitor(self, *, has_validation: bool, has_quality: bool) -> tuple[str, str] | None:
+        return ("val_loss" if has_validation else "train_loss", "min")
+
+
+def _loss(output: Tensor, y: Tensor, task: Task) -> Tensor:
+    if task == "classification":
+        return F.cross_entropy(output, y)
+    return F.mse_loss(output, y.reshape(output.shape))
+
+
+SUPERVISED = Supervised()

@@ -1,0 +1,50 @@
+"""Architecture registry: each `arch` name maps to its network builder and its training procedure,
+so the training loop never branches on the architecture. A new architecture registers itself from its
+own module in `models/archs/`."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from models.procedures import Procedure
+from models.specs import Problem
+
+Builder = Callable[[Any, Problem], nn.Module]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    build: Builder  # (model spec, problem) -> network taking the normalised input view
+    procedure: Procedure
+    generative: bool = False  # the trained network maps latent vectors to samples (no inputs, no targets)
+
+
+_REGISTRY: dict[str, Architecture] = {}
+
+
+def register_architecture(name: str, *, build: Builder, procedure: Procedure,
+                          generative: bool = False) -> Architecture:
+    if name in _REGISTRY:
+        raise ValueError(f"architecture {name!r} is already registered")
+    _REGISTRY[name] = Architecture(name=name, build=build, procedure=procedure, generative=generative)
+    return _REGISTRY[name]
+
+
+def get_architecture(name: str) -> Architecture:
+    _load_builtin_architectures()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown architecture {name!r}; registered: {list_architectures()}") from None
+
+
+def list_architectures() -> list[str]:
+    _load_builtin_architectures()
+    return sorted(_REGISTRY)
+
+
+def _load_builtin_architectures() -> None:
+    import models.archs  # noqa: F401  (each module registers itself on import)

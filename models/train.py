@@ -1,0 +1,299 @@
+"""`fit()`: the one training function behind the worker, the CLI, the tests and the benchmarks.
+
+Callers observe and steer a run through one `Hook`: step and epoch metrics, checkpoints, and a stop request
+checked after every step. The loop never branches on the architecture; the registry supplies the network
+and its procedure (supervised or adversarial).
+"""
+
+import logging
+import math
+import random
+import time
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from models.checkpoint import Progress, make_checkpoint, restore_rng, rng_state
+from models.data import PreparedData, prepare
+from models.datasets import load_raw
+from models.errors import SpecError
+from models.optim import build_optimizer, build_scheduler
+from models.procedures import EvalContext, StepContext
+from models.raw_dataset import RawDataset
+from models.registry import get_architecture
+from models.specs import JobSpec, check_against_dataset
+
+log = logging.getLogger("nnforge.train")
+
+FLUSH_STEPS = 32  # step metrics reach the hook in groups, so the loop synchronises once per group
+FLUSH_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class StepReport:
+    epoch: int  # the epoch this step belongs to, from 1
+    step: int  # optimizer steps so far, from 1
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int
+    step: int
+    total_epochs: int
+    steps_per_epoch: int
+    metrics: dict[str, float]  # train_*, val_* and, when the run ends, test_*
+    is_best: bool  # the monitored metric improved this epoch
+    final: bool  # the last epoch of the run (completed or stopped early)
+    seconds: float
+    samples_per_second: float
+
+
+class Hook:
+    """Override what you need; `fit()` calls these on the training thread."""
+
+    def on_step(self, report: StepReport) -> None:
+        pass
+
+    def on_epoch(self, report: EpochReport) -> None:
+        pass
+
+    def on_checkpoint(self, checkpoint: dict[str, Any], report: EpochReport | None) -> None:
+        """`report` is None for a checkpoint taken mid-epoch when the run was asked to stop."""
+
+    def should_stop(self) -> bool:
+        return False
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    metrics: dict[str, float]
+    progress: Progress
+    status: Literal["completed", "early_stopped", "stopped"]
+    checkpoint: dict[str, Any]
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise SpecError.single("training.device", requested, "no CUDA device is available on this worker")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def fit(spec: JobSpec, *, hook: Hook | None = None, dataset: RawDataset | None = None,
+        resume: dict[str, Any] | None = None) -> FitResult:
+    """Train `spec` to the end (or until early stopping or `hook.should_stop()`), optionally continuing
+    from a checkpoint. `dataset` overrides `spec.dataset` (the service passes uploaded data this way)."""
+    raw = dataset if dataset is not None else load_raw(spec.dataset)
+    check_against_dataset(spec, raw.info)
+    run = _Run(spec, raw, resolve_device(spec.training.device))
+    if resume is not None:
+        run.restore(resume)
+    return run.train(hook or Hook())
+
+
+class _Run:
+    def __init__(self, spec: JobSpec, raw: RawDataset, device: torch.device) -> None:
+        self.spec, self.device, training = spec, device, spec.training
+        architecture = get_architecture(spec.model.arch)
+        self.procedure = architecture.procedure
+        problem = spec.model.problem(raw.info)
+        torch.manual_seed(training.seed)
+        np.random.seed(training.seed % 2**32)
+        random.seed(training.seed)
+        self.shuffle = torch.Generator().manual_seed(training.seed)
+        self.data: PreparedData = prepare(raw, problem, training, device)
+        self.model = architecture.build(spec.model, problem).to(device)
+        self.steps_per_epoch = math.ceil(self.data.size("train") / training.batch_size)
+        total_steps = self.steps_per_epoch * training.epochs
+        self.optimizers, self.schedulers, clip = {}, {}, {}
+        for group, (params, override) in self.procedure.parameter_groups(self.model, spec.model).items():
+            opt_spec = override or spec.optimizer
+            self.optimizers[group] = build_optimizer(opt_spec, params)
+            scheduler = build_scheduler(self.optimizers[group], opt_spec, self.steps_per_epoch, total_steps)
+            if scheduler is not None:
+                self.schedulers[group] = scheduler
+            clip[group] = opt_spec.grad_clip_norm
+        autocast, self.scaler = _mixed_precision(device, training.precision)
+        self.step_ctx = StepContext(self.model, self.optimizers, raw.info.task, spec.model, autocast,
+                                    self.scaler, clip)
+        self.autocast = autocast
+        self.progress = Progress()
+        self.epoch_start_shuffle = self.shuffle.get_state()
+        monitor = self.procedure.monitor(has_validation=self.data.size("val") > 0,
+                                         has_quality=raw.quality is not None)
+        if training.early_stopping is not None:
+            monitor = (training.early_stopping.metric, training.early_stopping.mode)
+        self.monitor = monitor
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        saved = JobSpec.model_validate(checkpoint["spec"])
+        if saved.model_dump() != self.spec.model_dump():
+            raise SpecError.single("resume", "checkpoint", "the checkpoint was written for a different spec")
+        self.model.load_state_dict(checkpoint["model"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(checkpoint["optimizers"][name])
+        for name, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(checkpoint["schedulers"][name])
+        if self.scaler is not None and checkpoint["scaler"]:
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        self.progress = Progress(**checkpoint["progress"])
+        restore_rng(checkpoint["rng"], self.shuffle)
+
+    def train(self, hook: Hook) -> FitResult:
+        training = self.spec.training
+        status: Literal["completed", "early_stopped", "stopped"] = "completed"
+        metrics: dict[str, float] = {}
+        checkpoint: dict[str, Any] | None = None
+        while self.progress.epoch < training.epochs:
+            started = time.perf_counter()
+            samples = self.progress.epoch_samples
+            if not self._train_epoch(hook):
+                checkpoint = self._checkpoint(metrics)
+                hook.on_checkpoint(checkpoint, None)
+                return FitResult(self.model, metrics, self.progress, "stopped", checkpoint)
+            metrics = self._end_epoch()
+            early_stop = self._update_monitor(metrics)
+            final = early_stop or self.progress.epoch == training.epochs
+            if final:
+                metrics |= {f"test_{k}": v for k, v in self._evaluate("test").items()}
+            seconds = time.perf_counter() - started
+            report = EpochReport(
+                epoch=self.progress.epoch, step=self.progress.step, total_epochs=training.epochs,
+                steps_per_epoch=self.steps_per_epoch, metrics=metrics,
+                is_best=self.progress.best_epoch == self.progress.epoch, final=final, seconds=seconds,
+                samples_per_second=(self.data.size("train") - samples) / max(seconds, 1e-9),
+            )
+            hook.on_epoch(report)
+            stop = not final and hook.should_stop()
+            if final or stop or self.progress.epoch % training.checkpoint_every == 0:
+                checkpoint = self._checkpoint(metrics)
+                hook.on_checkpoint(checkpoint, report)
+            if early_stop:
+                status = "early_stopped"
+                break
+            if stop:
+                assert checkpoint is not None
+                return FitResult(self.model, metrics, self.progress, "stopped", checkpoint)
+        if checkpoint is None:  # resumed from a checkpoint of an already finished run
+            metrics = {f"test_{k}": v for k, v in self._evaluate("test").items()}
+            checkpoint = self._checkpoint(metrics)
+        return FitResult(self.model, metrics, self.progress, status, checkpoint)
+
+    def _train_epoch(self, hook: Hook) -> bool:
+        """Run the rest of the current epoch; False when the hook asked to stop before its end."""
+        progress, batch_size = self.progress, self.spec.training.batch_size
+        epoch = progress.epoch + 1
+        self.epoch_start_shuffle = self.shuffle.get_state()
+        order = torch.randperm(self.data.size("train"), generator=self.shuffle).to(self.device)
+        x, y = self.data.x["train"], self.data.y["train"]
+        sums = {k: torch.tensor(v, device=self.device) for k, v in progress.epoch_sums.items()}
+        pending: list[tuple[int, dict[str, Tensor]]] = []
+        flushed_at = time.monotonic()
+        self.model.train()
+        for batch in range(progress.batch_in_epoch, self.steps_per_epoch):
+            index = order[batch * batch_size:(batch + 1) * batch_size]
+            step_metrics = self.procedure.train_step(
+                self.step_ctx, x.index_select(0, index), None if y is None else y.index_select(0, index)
+            )
+            for scheduler in self.schedulers.values():
+                scheduler.step()
+            progress.step += 1
+            progress.batch_in_epoch = batch + 1
+            progress.epoch_samples += len(index)
+            for key, value in step_metrics.items():
+                sums[key] = sums[key] + value * len(index) if key in sums else value * len(index)
+            pending.append((progress.step, step_metrics))
+            if len(pending) >= FLUSH_STEPS or time.monotonic() - flushed_at > FLUSH_SECONDS:
+                _flush(pending, epoch, hook)
+                flushed_at = time.monotonic()
+            if hook.should_stop() and progress.batch_in_epoch < self.steps_per_epoch:
+                _flush(pending, epoch, hook)
+                progress.epoch_sums = {k: v.item() for k, v in sums.items()}
+                return False
+        _flush(pending, epoch, hook)
+        progress.epoch_sums = {k: v.item() for k, v in sums.items()}
+        return True
+
+    def _end_epoch(self) -> dict[str, float]:
+        progress = self.progress
+        metrics = {f"train_{k}": v / progress.epoch_samples for k, v in progress.epoch_sums.items()}
+        progress.epoch += 1
+        progress.batch_in_epoch, progress.epoch_sums, progress.epoch_samples = 0, {}, 0
+        self.epoch_start_shuffle = self.shuffle.get_state()
+        if self.data.size("val"):
+            metrics |= {f"val_{k}": v for k, v in self._evaluate("val").items()}
+        return metrics
+
+    def _update_monitor(self, metrics: dict[str, float]) -> bool:
+        """Track the best epoch; True when early stopping ends the run."""
+        if self.monitor is None:
+            return False
+        name, mode = self.monitor
+        if name not in metrics:
+            field = "training.early_stopping.metric" if self.spec.training.early_stopping else "monitor"
+            raise SpecError.single(field, name, f"not an epoch metric of this run; available: {sorted(metrics)}")
+        value, progress = metrics[name], self.progress
+        early = self.spec.training.early_stopping
+        min_delta = early.min_delta if early else 0.0
+        best = progress.best_value
+        improved = best is None or (value < best - min_delta if mode == "min" else value > best + min_delta)
+        if improved:
+            progress.best_value, progress.best_epoch, progress.bad_epochs = value, progress.epoch, 0
+        else:
+            progress.bad_epochs += 1
+        return early is not None and progress.bad_epochs >= early.patience
+
+    def _evaluate(self, split: str) -> dict[str, float]:
+        if not self.data.size(split):
+            return {}
+        self.model.eval()
+        ctx = EvalContext(
+            model=self.model, task=self.data.info.task, spec=self.spec.model, autocast=self.autocast,
+            denormalize=self.data.denormalize, quality=self.data.quality,
+            generator=torch.Generator(device=self.device).manual_seed(self.spec.training.seed + 1),
+        )
+        try:
+            return self.procedure.evaluate(ctx, self.data.x[split], self.data.y[split])
+        finally:
+            self.model.train()
+
+    def _checkpoint(self, metrics: dict[str, float]) -> dict[str, Any]:
+        # Mid-epoch, resuming must redraw the same permutation, so keep the shuffle state of the epoch's start.
+        rng = rng_state(self.shuffle)
+        rng["shuffle"] = self.epoch_start_shuffle.clone()
+        return make_checkpoint(
+            spec=self.spec, info=self.data.info, model=self.model, optimizers=self.optimizers,
+            schedulers=self.schedulers, scaler=self.scaler, progress=self.progress, rng=rng,
+            mean=self.data.mean, std=self.data.std, metrics=metrics,
+        )
+
+
+def _flush(pending: list[tuple[int, dict[str, Tensor]]], epoch: int, hook: Hook) -> None:
+    if not pending:
+        return
+    keys = list(pending[0][1])
+    rows = torch.stack([torch.stack([metrics[k].float() for k in keys]) for _, metrics in pending]).tolist()
+    for (step, _), row in zip(pending, rows, strict=True):
+        hook.on_step(StepReport(epoch=epoch, step=step, metrics=dict(zip(keys, row, strict=True))))
+    pending.clear()
+
+
+def _mixed_precision(device: torch.device, precision: str) -> tuple[Any, torch.amp.GradScaler | None]:
+    if precision == "fp32":
+        return nullcontext, None
+    if device.type != "cuda":
+        log.warning("precision %s is CUDA-only autocast; training in fp32 on %s", precision, device)
+        return nullcontext, None
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+
+    def autocast() -> AbstractContextManager[Any]:
+        return torch.autocast("cuda", dtype=dtype)
+
+    return autocast, torch.amp.GradScaler("cuda") if precision == "fp16" else None
