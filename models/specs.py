@@ -7,7 +7,7 @@ spec knows the input view it needs and its parameter count for a dataset, comput
 from math import prod
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from models import limits
 from models.dataset_info import BUILTIN_DATASETS, DatasetInfo
@@ -201,7 +201,14 @@ class ConvBodySpec(Spec):
     activation: Activation = "leaky_relu"
 
 
-GANBodySpec = Annotated[MLPBodySpec | ConvBodySpec, Field(discriminator="kind")]
+def _body_kind(body: Any) -> str:
+    return body.get("kind", "mlp") if isinstance(body, dict) else getattr(body, "kind", "mlp")
+
+
+# `kind` may be left out and means "mlp".
+GANBodySpec = Annotated[
+    Annotated[MLPBodySpec, Tag("mlp")] | Annotated[ConvBodySpec, Tag("conv")], Discriminator(_body_kind)
+]
 
 
 class GANSpec(Spec):
@@ -404,10 +411,16 @@ def parse_job_spec(raw: Any) -> JobSpec:
         return JobSpec.model_validate(raw)
     except ValidationError as error:
         issues = [
-            SpecIssue(_dotted(raw, err["loc"]), err.get("input"), err["msg"].removeprefix("Value error, "))
+            SpecIssue(_dotted(raw, err["loc"]), err.get("input"), _reason(err))
             for err in error.errors(include_url=False)
         ]
         raise SpecError(issues) from None
+
+
+def _reason(err: Any) -> str:
+    if err["type"] == "union_tag_not_found":
+        return f"missing '{err['ctx']['discriminator'].strip(chr(39))}', which selects the kind"
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def _dotted(raw: Any, loc: tuple[int | str, ...]) -> str:

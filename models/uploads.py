@@ -1,9 +1,12 @@
 """Reads an uploaded dataset (.npz or .csv) into a RawDataset, refusing anything unsafe or malformed.
 
-numpy only: the web API imports this to validate uploads, so it must not pull in torch. Every check that bounds
-memory runs before the allocation it guards: zip member sizes and .npy headers are read before any array data,
-and CSV rows and cells are counted while reading. Every problem raises `SpecError`, never a parser's own error.
+numpy only: the web API imports this to validate uploads, so it must not pull in torch. Every check that
+bounds memory runs before the allocation it guards: zip member sizes and .npy headers are read before any
+array data, and CSV rows and cells are counted while reading. Every problem raises `SpecError`, never a
+parser's own error.
 """
+
+from __future__ import annotations  # array.array[...] in signatures is subscriptable only from 3.12
 
 import array
 import csv
@@ -11,13 +14,15 @@ import io
 import lzma
 import os
 import stat
+import tokenize
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from math import prod
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 
@@ -26,8 +31,12 @@ from models.dataset_info import DatasetInfo, Task
 from models.errors import SpecError
 from models.raw_dataset import RawDataset
 
+if TYPE_CHECKING:
+    from _csv import Reader as CsvReader
+
 FileFormat = Literal["npz", "csv"]
 Label = TypeVar("Label", int, str)
+Parsed = TypeVar("Parsed")
 
 # Room for a .npy header on top of the data; numpy pads headers to 64 or 4096 bytes at most in practice.
 _NPY_HEADER_ALLOWANCE = 4096
@@ -53,6 +62,7 @@ _READ_ERRORS = (
     KeyError,
     SyntaxError,
     OverflowError,
+    tokenize.TokenError,  # numpy re-tokenizes headers it cannot parse, in case Python 2 wrote them
 )
 _LISTED_NAMES = 20  # how many column or member names an error message lists before "… and N more"
 
@@ -88,7 +98,9 @@ def _format_from_suffix(path: Path) -> FileFormat:
         return "npz"
     if suffix == ".csv":
         return "csv"
-    raise _invalid(str(path), f"cannot tell the format from the suffix {suffix!r}: upload a .npz or .csv file")
+    raise _invalid(
+        str(path), f"cannot tell the format from the suffix {suffix!r}: upload a .npz or .csv file"
+    )
 
 
 def _read_capped(path: Path) -> bytes:
@@ -148,7 +160,9 @@ def _finite_float32(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_class_count(classes: Sequence[int | str], where: str, name: str, hint: str) -> None:
     if len(classes) < 2:
-        raise _invalid(name, f"{where} holds a single class ({classes[0]!r}): classification needs at least 2")
+        raise _invalid(
+            name, f"{where} holds a single class ({classes[0]!r}): classification needs at least 2"
+        )
     if len(classes) > limits.MAX_CLASSES:
         raise _invalid(
             name,
@@ -199,7 +213,7 @@ class _NpyHeader:
 
 
 def read_npz(data: bytes, *, name: str) -> RawDataset:
-    """x.npy (N, *sample_shape) of bools, ints or floats, and optionally y.npy: int labels or float targets."""
+    """x.npy (N, *sample_shape) of bools, ints or floats; optionally y.npy of int labels or float targets."""
     _check_upload_size(len(data), name)
     with _open_zip(data, name) as archive:
         members = _npz_members(archive, name)
@@ -237,9 +251,11 @@ def _npz_members(archive: zipfile.ZipFile, name: str) -> dict[str, zipfile.ZipIn
             name,
             f"unexpected members {_quoted(unexpected)}: a .npz upload holds x.npy and optionally y.npy only",
         )
-    duplicated = sorted({n for n in names if names.count(n) > 1})
+    duplicated = sorted(n for n, count in Counter(names).items() if count > 1)
     if duplicated:
-        raise _invalid(name, f"members {_quoted(duplicated)} appear more than once: which one to read is unclear")
+        raise _invalid(
+            name, f"members {_quoted(duplicated)} appear more than once: which one to read is unclear"
+        )
     if "x.npy" not in names:
         raise _invalid(name, "has no x.npy member: save it with np.savez(file, x=features, y=labels)")
     return {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
@@ -267,7 +283,7 @@ def _read_npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str)
             shape, _fortran_order, dtype = reader(stream)
             header_bytes = stream.tell()
     except _READ_ERRORS as error:
-        raise _npz_error(name, f"member {info.filename!r} is not a valid .npy file", error) from error
+        raise _npz_error(name, f"member {info.filename!r} is damaged or not a .npy file", error) from error
     return _NpyHeader(info.filename.removesuffix(".npy"), tuple(shape), dtype, info.file_size - header_bytes)
 
 
@@ -314,7 +330,9 @@ def _check_dtype(header: _NpyHeader, name: str) -> None:
             "save plain numeric arrays instead",
         )
     if header.dtype.kind not in _NUMERIC_KINDS:
-        raise _invalid(name, f"{where} has dtype {header.dtype}: only bool, integer and float arrays are accepted")
+        raise _invalid(
+            name, f"{where} has dtype {header.dtype}: only bool, integer and float arrays are accepted"
+        )
 
 
 def _check_shape(header: _NpyHeader, name: str) -> None:
@@ -402,7 +420,7 @@ def read_csv(data: bytes, *, name: str, label_column: str | None) -> RawDataset:
     x = _csv_features(features, columns, lines, name)
     if columns.label is None:
         return _dataset(name, x, _Targets(None, "unlabelled"))
-    return _dataset(name, x, _csv_targets(labels, repr(columns.names[columns.label]), lines, name))
+    return _dataset(name, x, _csv_targets(labels, columns.names[columns.label], lines, name))
 
 
 def _check_utf8(data: bytes, name: str) -> None:
@@ -410,7 +428,8 @@ def _check_utf8(data: bytes, name: str) -> None:
         data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise _invalid(
-            name, f"is not valid UTF-8 (byte {data[error.start]:#04x} at offset {error.start:,}): save it as UTF-8"
+            name,
+            f"is not valid UTF-8 (byte {data[error.start]:#04x} at offset {error.start:,}): save it as UTF-8",
         ) from error
 
 
@@ -424,24 +443,32 @@ def _csv_columns(reader: Iterator[list[str]], label_column: str | None, name: st
     if header is None:
         raise _invalid(name, "the file is empty: a CSV upload needs a header row, then one row per sample")
     if len(header) > limits.MAX_CSV_COLUMNS:
-        raise _invalid(name, f"the header has {len(header):,} columns, over the limit of {limits.MAX_CSV_COLUMNS:,}")
+        raise _invalid(
+            name, f"the header has {len(header):,} columns, over the limit of {limits.MAX_CSV_COLUMNS:,}"
+        )
     unnamed = [i + 1 for i, n in enumerate(header) if not n.strip()]
     if unnamed:
-        raise _invalid(name, f"header column {unnamed[0]} has no name (a trailing comma adds an empty column)")
-    duplicated = sorted({n for n in header if header.count(n) > 1})
+        raise _invalid(
+            name, f"header column {unnamed[0]} has no name (a trailing comma adds an empty column)"
+        )
+    duplicated = sorted(n for n, count in Counter(header).items() if count > 1)
     if duplicated:
-        raise _invalid(name, f"the header names {_quoted(duplicated)} more than once: column names must be unique")
+        raise _invalid(
+            name, f"the header names {_quoted(duplicated)} more than once: column names must be unique"
+        )
     if label_column is None:
         return _CsvColumns(header, None)
     if label_column not in header:
-        raise _invalid(name, f"label column {label_column!r} is not in the header; the columns are {_quoted(header)}")
+        raise _invalid(
+            name, f"label column {label_column!r} is not in the header; the columns are {_quoted(header)}"
+        )
     if len(header) == 1:
         raise _invalid(name, f"label column {label_column!r} is the only column: there are no features")
     return _CsvColumns(header, header.index(label_column))
 
 
 def _csv_rows(
-    reader: "csv._reader", columns: _CsvColumns, name: str
+    reader: CsvReader, columns: _CsvColumns, name: str
 ) -> tuple[array.array[float], list[str], array.array[int]]:
     """Parses every row's features as it goes, so memory holds 8 bytes per cell rather than its text."""
     width = len(columns.names)
@@ -466,13 +493,16 @@ def _csv_rows(
     return features, labels, lines
 
 
-def _parse_features(cells: list[str], into: array.array[float], columns: _CsvColumns, line: int, name: str) -> None:
+def _parse_features(
+    cells: list[str], into: array.array[float], columns: _CsvColumns, line: int, name: str
+) -> None:
     try:
         into.extend(map(float, cells))
     except ValueError:
         # extend() may have appended the cells before the bad one; the error aborts the read, so that is moot.
         bad = next(i for i, cell in enumerate(cells) if not _is_float(cell))
-        raise _invalid(name, f"column {columns.features[bad]!r}, line {line}: {cells[bad]!r} is not a number") from None
+        reason = f"column {columns.features[bad]!r}, line {line}: {cells[bad]!r} is not a number"
+        raise _invalid(name, reason) from None
 
 
 def _is_float(text: str) -> bool:
@@ -499,11 +529,11 @@ def _csv_features(
     return x
 
 
-def _csv_targets(labels: list[str], where: str, lines: array.array[int], name: str) -> _Targets:
+def _csv_targets(labels: list[str], column: str, lines: array.array[int], name: str) -> _Targets:
+    where = f"column {column!r}"
     empty = next((i for i, label in enumerate(labels) if not label.strip()), None)
     if empty is not None:
-        raise _invalid(name, f"column {where}, line {lines[empty]}: the label is empty")
-    where = f"column {where}"
+        raise _invalid(name, f"{where}, line {lines[empty]}: the label is empty")
     integers = _parse_all(labels, int)
     if integers is not None:
         return _csv_classes(integers, where, name, "for regression targets, write them as floats (e.g. 3.0)")
@@ -521,7 +551,7 @@ def _csv_targets(labels: list[str], where: str, lines: array.array[int], name: s
     return _Targets(targets, "regression")
 
 
-def _parse_all(texts: list[str], parse: "type[Label] | type[float]") -> list | None:
+def _parse_all(texts: list[str], parse: Callable[[str], Parsed]) -> list[Parsed] | None:
     try:
         return [parse(text) for text in texts]
     except ValueError:
