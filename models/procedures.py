@@ -107,16 +107,16 @@ class Supervised:
     def evaluate(self, ctx: EvalContext, x: Tensor, y: Tensor | None) -> dict[str, float]:
         assert y is not None
         total_loss = torch.zeros((), device=x.device)
-        correct = torch.zeros((), device=x.device)
+        correct = torch.zeros((), dtype=torch.int64, device=x.device)
         for part in batches(len(x), EVAL_BATCH_SIZE):
             with ctx.autocast():
                 output = ctx.model(x[part])
                 total_loss += _loss(output.float(), y[part], ctx.task) * len(output)
             if ctx.task == "classification":
                 correct += (output.argmax(1) == y[part]).sum()
-        loss = (total_loss / len(x)).item()
+        loss = total_loss.item() / len(x)
         if ctx.task == "classification":
-            return {"loss": loss, "accuracy": (correct / len(x)).item()}
+            return {"loss": loss, "accuracy": correct.item() / len(x)}
         return {"loss": loss, "mse": loss}
 
     def monitor(self, *, has_validation: bool, has_quality: bool) -> tuple[str, str] | None:

@@ -38,7 +38,7 @@ FileFormat = Literal["npz", "csv"]
 Label = TypeVar("Label", int, str)
 Parsed = TypeVar("Parsed")
 
-# Room for a .npy header on top of the data; numpy pads headers to 64 or 4096 bytes at most in practice.
+# Room for the .npy header on top of the data (numpy's own headers are a multiple of 64 bytes, usually 128).
 _NPY_HEADER_ALLOWANCE = 4096
 _LARGEST_ITEMSIZE = 8  # float64 / int64: wider dtypes (float128) must fit the same byte budget
 _NUMERIC_KINDS = frozenset("biuf")  # bool, int, uint, float
@@ -295,7 +295,7 @@ def _check_npz_headers(headers: dict[str, _NpyHeader], name: str) -> None:
     _check_sample_count(x.shape[0], f"array 'x' (shape {x.shape})", name)
     if "y" in headers:
         _check_y_header(x, headers["y"], name)
-    # Last, as it is the one check a well-formed but oversized array would not fail.
+    # Last, so a header claiming a huge shape is reported against the limits, not as a mere size mismatch.
     for header in headers.values():
         _check_data_size(header, name)
 

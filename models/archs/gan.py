@@ -129,7 +129,7 @@ class Adversarial:
         with ctx.autocast():
             samples = model(model.sample_latent(QUALITY_SAMPLES, x.device, ctx.generator)).float()
             fake = torch.sigmoid(model.discriminator(samples).float()).mean()
-        metrics = {"d_real": (real / len(x)).item(), "d_fake": fake.item()}
+        metrics = {"d_real": real.item() / len(x), "d_fake": fake.item()}
         if ctx.quality is not None:
             metrics |= ctx.quality(ctx.denormalize(samples).cpu().numpy())
         return metrics
