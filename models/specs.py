@@ -343,8 +343,16 @@ class AdamSpec(OptimizerBase):
     eps: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-8
 
 
+def _optimizer_name(optimizer: Any) -> str:
+    return optimizer.get("name", "adam") if isinstance(optimizer, dict) else getattr(optimizer, "name", "adam")
+
+
+# `name` may be left out and means "adam", the default optimizer, so `--set optimizer.lr=…` just works.
 OptimizerSpec = Annotated[
-    SGDSpec | MomentumSpec | AdaGradSpec | RMSPropSpec | AdamSpec, Field(discriminator="name")
+    Annotated[SGDSpec, Tag("sgd")] | Annotated[MomentumSpec, Tag("momentum")]
+    | Annotated[AdaGradSpec, Tag("adagrad")] | Annotated[RMSPropSpec, Tag("rmsprop")]
+    | Annotated[AdamSpec, Tag("adam")],
+    Discriminator(_optimizer_name),
 ]
 GANSpec.model_rebuild()
 
@@ -420,6 +428,8 @@ def parse_job_spec(raw: Any) -> JobSpec:
 def _reason(err: Any) -> str:
     if err["type"] == "union_tag_not_found":
         return f"missing '{err['ctx']['discriminator'].strip(chr(39))}', which selects the kind"
+    if err["type"] == "union_tag_invalid":
+        return f"{err['ctx']['tag']!r} is not one of {err['ctx']['expected_tags']}"
     return str(err["msg"]).removeprefix("Value error, ")
 
 
