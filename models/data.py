@@ -10,6 +10,7 @@ from torch import Tensor
 from models.dataset_info import DatasetInfo
 from models.raw_dataset import QualityMeasure, RawDataset
 from models.specs import Problem, TrainingSpec
+from models.splits import split_indices
 
 SPLITS = ("train", "val", "test")
 
@@ -29,14 +30,6 @@ class PreparedData:
 
     def denormalize(self, x: Tensor) -> Tensor:
         return x * self.std + self.mean
-
-
-def split_indices(n: int, validation_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
-    """A seeded permutation cut into test, validation and training parts (training keeps at least one)."""
-    order = np.random.default_rng(seed).permutation(n)
-    n_test = min(round(n * test_fraction), n - 1)
-    n_val = min(round(n * validation_fraction), n - 1 - n_test)
-    return {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
 
 
 def normalization_axes(input_rank: int) -> tuple[int, ...]:

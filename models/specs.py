@@ -322,6 +322,12 @@ class MomentumSpec(OptimizerBase):
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
     nesterov: bool = False
 
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> "MomentumSpec":
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov needs a momentum above 0")
+        return self
+
 
 class AdaGradSpec(OptimizerBase):
     name: Literal["adagrad"] = "adagrad"
@@ -419,13 +425,14 @@ def parse_job_spec(raw: Any) -> JobSpec:
         return JobSpec.model_validate(raw)
     except ValidationError as error:
         issues = [
-            SpecIssue(_dotted(raw, err["loc"]), err.get("input"), _reason(err))
+            SpecIssue(dotted_path(raw, err["loc"]), err.get("input"), issue_reason(err))
             for err in error.errors(include_url=False)
         ]
         raise SpecError(issues) from None
 
 
-def _reason(err: Any) -> str:
+def issue_reason(err: Any) -> str:
+    """A pydantic error's message, reworded where pydantic's own wording hides the fix."""
     if err["type"] == "union_tag_not_found":
         return f"missing '{err['ctx']['discriminator'].strip(chr(39))}', which selects the kind"
     if err["type"] == "union_tag_invalid":
@@ -433,7 +440,7 @@ def _reason(err: Any) -> str:
     return str(err["msg"]).removeprefix("Value error, ")
 
 
-def _dotted(raw: Any, loc: tuple[int | str, ...]) -> str:
+def dotted_path(raw: Any, loc: tuple[int | str, ...]) -> str:
     """Dotted path of a pydantic error location, without the union tags pydantic inserts ("model.mlp.…")."""
     parts, node = [], raw
     for key in loc:

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from models.data import split_indices
+from models.splits import split_indices
 from models.dataset_info import BUILTIN_DATASETS
 from models.registry import get_architecture, list_architectures, register_architecture
 from models.specs import parse_job_spec

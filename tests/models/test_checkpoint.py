@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 
 from models.checkpoint import checkpoint_bytes, export_safetensors, load_model, read_checkpoint, save_checkpoint
-from models.data import split_indices
+from models.splits import split_indices
 from models.datasets import builtin_dataset
 from models.specs import JobSpec, parse_job_spec
 from models.train import fit
