@@ -68,6 +68,30 @@ def template(
     typer.echo(json.dumps(spec, indent=2) if output == "json" else yaml.safe_dump(spec, sort_keys=False))
 
 
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="listen address (default: HOST or 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: PORT or 8000)")] = None,
+    worker: Annotated[bool, typer.Option(help="also start one worker")] = True,
+) -> None:
+    """Run the API and one worker: SQLite and a filesystem broker under NNFORGE_HOME unless DATABASE_URL and
+    REDIS_URL say otherwise. Migrates the database first; Ctrl-C stops everything."""
+    from app.serve import serve as run_service
+    from app.settings import Settings
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    raise typer.Exit(code=run_service(Settings(**overrides), with_worker=worker))  # type: ignore[arg-type]
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply the database migrations (`serve` does this itself)."""
+    from app.db.migrate import upgrade_to_head
+    from app.settings import get_settings
+
+    upgrade_to_head(get_settings().resolved_database_url)
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:torch")
     cli()

@@ -1,0 +1,74 @@
+"""Errors as RFC 9457 problem details (`application/problem+json`), each naming the field and the reason."""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+
+from app.jobs import JobConflict, JobNotFound
+from models.errors import SpecError
+from models.specs import dotted_path, issue_reason
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class NotFound(LookupError):
+    def __init__(self, what: str, ident: object) -> None:
+        super().__init__(f"no {what} with id {ident}")
+
+
+class PayloadTooLarge(ValueError):
+    pass
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON)
+
+
+def _issues_response(issues: list[dict[str, Any]]) -> JSONResponse:
+    detail = "; ".join(f"{i['field']}: {i['reason']}" for i in issues)
+    return problem(422, "Invalid request", detail, errors=issues)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        body = error.body if isinstance(error.body, dict) else {}
+        issues = []
+        for err in error.errors():
+            loc = tuple(err["loc"])
+            where = loc[0] if loc else "body"
+            path = dotted_path(body, loc[1:]) if where == "body" else ".".join(str(p) for p in loc[1:])
+            issues.append({"field": path if where == "body" else f"{where}.{path}",
+                           "value": err.get("input"), "reason": issue_reason(err)})
+        return _issues_response(issues)
+
+    @app.exception_handler(SpecError)
+    async def _spec(request: Request, error: SpecError) -> JSONResponse:
+        return _issues_response([{"field": i.field, "value": i.value, "reason": i.reason} for i in error.issues])
+
+    @app.exception_handler(JobNotFound)
+    async def _job_missing(request: Request, error: JobNotFound) -> JSONResponse:
+        return problem(404, "Not found", f"no job with id {error}")
+
+    @app.exception_handler(NotFound)
+    async def _missing(request: Request, error: NotFound) -> JSONResponse:
+        return problem(404, "Not found", str(error))
+
+    @app.exception_handler(JobConflict)
+    async def _conflict(request: Request, error: JobConflict) -> JSONResponse:
+        return problem(409, "Conflict", str(error))
+
+    @app.exception_handler(PayloadTooLarge)
+    async def _too_large(request: Request, error: PayloadTooLarge) -> JSONResponse:
+        return problem(413, "Payload too large", str(error))
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, error: OperationalError) -> JSONResponse:
+        response = problem(503, "Service unavailable", "the database is unreachable; retry shortly")
+        response.headers["Retry-After"] = "2"
+        return response

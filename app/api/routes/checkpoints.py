@@ -1,0 +1,46 @@
+"""/v1/jobs/{id}/checkpoints: the list, and downloads as .pt or safetensors."""
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query, Response
+
+from app.api.deps import OwnerDep, SessionDep
+from app.api.problems import NotFound
+from app.checkpoints import find_checkpoint, list_checkpoints, verified_bytes
+from app.jobs import get_job
+from app.schemas import CheckpointPublic
+
+router = APIRouter(prefix="/v1/jobs", tags=["checkpoints"])
+
+
+@router.get("/{job_id}/checkpoints", response_model=list[CheckpointPublic])
+def read_checkpoints(job_id: str, session: SessionDep, owner: OwnerDep) -> list[CheckpointPublic]:
+    job = get_job(session=session, job_id=job_id, owner=owner)
+    return [CheckpointPublic.model_validate(c, from_attributes=True)
+            for c in list_checkpoints(session=session, job=job)]
+
+
+@router.get("/{job_id}/checkpoints/{which}", response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {}}}, 304: {"description": "unchanged"}})
+def download_checkpoint(
+    job_id: str, which: str, session: SessionDep, owner: OwnerDep,
+    format_: Annotated[Literal["pt", "safetensors"], Query(alias="format")] = "pt",
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """`which`: a checkpoint id, `latest` or `best`. `.pt` resumes and rebuilds (models.load_model);
+    safetensors holds the weights alone with the spec in its metadata."""
+    job = get_job(session=session, job_id=job_id, owner=owner)
+    checkpoint = find_checkpoint(session=session, job=job, which=which)
+    if checkpoint is None:
+        raise NotFound("checkpoint", which)
+    etag = f'"{checkpoint.sha256}-{format_}"'
+    if if_none_match == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    data = verified_bytes(checkpoint)
+    if format_ == "safetensors":
+        from models.checkpoint import export_safetensors, read_checkpoint  # torch loads on first export
+
+        data = export_safetensors(read_checkpoint(data))
+    filename = f"{job.id}-epoch{checkpoint.epoch}-step{checkpoint.step}.{format_}"
+    return Response(content=data, media_type="application/octet-stream", headers={
+        "Content-Disposition": f'attachment; filename="{filename}"', "ETag": etag})

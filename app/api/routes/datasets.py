@@ -1,0 +1,51 @@
+"""/v1/datasets: upload (.npz or .csv), list (built-ins too), read."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile, status
+
+from app.api.deps import OwnerDep, SessionDep
+from app.api.problems import NotFound, PayloadTooLarge
+from app.datasets import builtin_public, builtins_public, list_uploads, store_upload, upload_public
+from app.db.tables import Dataset
+from app.schemas import DatasetPublic, DatasetsPublic
+from models.dataset_info import BUILTIN_DATASETS
+from models.limits import MAX_UPLOAD_BYTES
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+CHUNK = 1 << 20
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetPublic)
+def upload_dataset(
+    session: SessionDep, owner: OwnerDep,
+    file: Annotated[UploadFile, File(description=f".npz (x, optional y) or .csv, at most {MAX_UPLOAD_BYTES} B")],
+    label_column: Annotated[str | None, Form(max_length=256, description="CSV: the target column")] = None,
+) -> DatasetPublic:
+    """The file is parsed and checked before it is stored; the response says what nnforge saw in it."""
+    data = bytearray()
+    while chunk := file.file.read(CHUNK):
+        data += chunk
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise PayloadTooLarge(f"uploads are limited to {MAX_UPLOAD_BYTES:,} bytes")
+    dataset = store_upload(session=session, owner=owner, filename=file.filename or "upload",
+                           data=bytes(data), label_column=label_column)
+    session.commit()
+    return upload_public(dataset)
+
+
+@router.get("", response_model=DatasetsPublic)
+def list_datasets(session: SessionDep, owner: OwnerDep) -> DatasetsPublic:
+    return DatasetsPublic(items=builtins_public() + [upload_public(d) for d in list_uploads(session=session,
+                                                                                          owner=owner)])
+
+
+@router.get("/{dataset_id}", response_model=DatasetPublic)
+def read_dataset(dataset_id: str, session: SessionDep, owner: OwnerDep) -> DatasetPublic:
+    """An uploaded dataset by id, or a built-in by its name."""
+    if dataset_id in BUILTIN_DATASETS:
+        return builtin_public(BUILTIN_DATASETS[dataset_id])
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None or dataset.owner != owner:
+        raise NotFound("dataset", dataset_id)
+    return upload_public(dataset)

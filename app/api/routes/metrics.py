@@ -1,0 +1,30 @@
+"""/v1/jobs/{id}/metrics: per-name series, downsampled on request."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.api.deps import OwnerDep, SessionDep
+from app.jobs import get_job
+from app.metrics_series import downsample, read_series
+from app.schemas import MetricsPublic
+
+router = APIRouter(prefix="/v1/jobs", tags=["metrics"])
+
+
+@router.get("/{job_id}/metrics", response_model=MetricsPublic)
+def read_metrics(
+    job_id: str, session: SessionDep, owner: OwnerDep,
+    name: Annotated[list[str] | None, Query(max_length=50, description="series names; all by default")] = None,
+    after_step: Annotated[int | None, Query(ge=0, description="only steps after this one")] = None,
+    max_points: Annotated[int | None, Query(ge=2, le=100_000, description="downsample each series")] = None,
+) -> MetricsPublic:
+    get_job(session=session, job_id=job_id, owner=owner)
+    series = read_series(session=session, job_id=job_id, names=name or [], after_step=after_step)
+    downsampled = False
+    if max_points is not None:
+        for key, points in series.items():
+            reduced = downsample(points, max_points)
+            downsampled |= len(reduced) < len(points)
+            series[key] = reduced
+    return MetricsPublic(job_id=job_id, series=series, downsampled=downsampled)

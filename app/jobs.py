@@ -1,0 +1,151 @@
+"""Job logic behind the routes: create (validate, dry-check, insert), read, list, cancel. Torch-free
+except for the dry check, which imports the engine on first use."""
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from math import ceil
+
+from sqlalchemy import func, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from app.db.base import utcnow
+from app.db.tables import TERMINAL_STATUSES, Dataset, Job
+from app.queue import QUEUE_FOR_DEVICE
+from app.schemas import JobCreate, JobError, JobPublic, Progress
+from models.splits import split_sizes
+from models.dataset_info import BUILTIN_DATASETS, DatasetInfo
+from models.errors import SpecError
+from models.specs import JobSpec
+
+MAX_PAGE_SIZE = 200
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+class JobConflict(RuntimeError):
+    """The request does not fit the job's state (e.g. cancelling a finished job)."""
+
+
+def dataset_info_for(*, session: Session, spec: JobSpec, owner: str) -> tuple[DatasetInfo, str | None]:
+    ref = spec.dataset
+    if ref.name is not None:
+        return BUILTIN_DATASETS[ref.name], None
+    if ref.path is not None:
+        raise SpecError.single("dataset.path", ref.path, "the service reads no local paths: upload the file "
+                               "with POST /v1/datasets and reference it as {\"id\": …}")
+    row = session.get(Dataset, ref.id)
+    if row is None or row.owner != owner:
+        raise SpecError.single("dataset.id", ref.id, "no uploaded dataset has this id")
+    return DatasetInfo.model_validate(row.info), row.id
+
+
+def create_job(*, session: Session, job_in: JobCreate, owner: str) -> Job:
+    """Validate against the dataset, dry-check on the CPU and insert the job as queued (not yet sent)."""
+    from models.dry_check import dry_check  # torch loads here, on the first submission, not at start-up
+
+    spec = JobSpec.model_validate(job_in.model_dump(exclude={"name"}))
+    info, dataset_id = dataset_info_for(session=session, spec=spec, owner=owner)
+    num_parameters = dry_check(spec, info)
+    n_train = split_sizes(info.num_samples, spec.training.validation_fraction,
+                                  spec.training.test_fraction)["train"]
+    job = Job(
+        id=str(uuid.uuid4()), owner=owner, name=job_in.name, arch=spec.model.arch,
+        spec=spec.model_dump(mode="json"), dataset_id=dataset_id,
+        queue=QUEUE_FOR_DEVICE[spec.training.device], num_parameters=num_parameters, status="queued",
+        version=0, attempt=0, max_restarts=3, cancel_requested=False, epoch=0, step=0,
+        total_epochs=spec.training.epochs, steps_per_epoch=ceil(n_train / spec.training.batch_size),
+        latest_metrics={}, best_metrics={}, created_at=utcnow(),
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(*, session: Session, job_id: str, owner: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or job.owner != owner:
+        raise JobNotFound(job_id)
+    return job
+
+
+def encode_cursor(created_at: datetime, job_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{job_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(created), job_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise SpecError.single("cursor", cursor, "not a cursor this API returned") from None
+
+
+@dataclass
+class JobPage:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+def list_jobs(*, session: Session, owner: str, status: str | None, arch: str | None, limit: int,
+              cursor: str | None) -> JobPage:
+    """Newest first, keyset-paginated on (created_at, id) so every page costs the same."""
+    query = select(Job).where(Job.owner == owner)
+    if status:
+        query = query.where(Job.status == status)
+    if arch:
+        query = query.where(Job.arch == arch)
+    if cursor:
+        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(*decode_cursor(cursor)))
+    rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    jobs = rows[:limit]
+    return JobPage(jobs, encode_cursor(jobs[-1].created_at, jobs[-1].id) if more and jobs else None)
+
+
+def queue_position(*, session: Session, job: Job) -> int | None:
+    if job.status != "queued":
+        return None
+    ahead = select(func.count()).select_from(Job).where(
+        Job.status == "queued", Job.queue == job.queue, Job.created_at < job.created_at)
+    return session.scalar(ahead) or 0
+
+
+def request_cancel(*, session: Session, job: Job) -> Job:
+    """A queued job is cancelled at once; a running one is asked to stop (its worker saves a checkpoint and
+    records `cancelled`). Each change is conditional on the state it was decided on."""
+    if job.status in TERMINAL_STATUSES:
+        raise JobConflict(f"job is already {job.status}")
+    if job.status == "queued":
+        now = utcnow()
+        done = session.execute(
+            update(Job).where(Job.id == job.id, Job.status == "queued", Job.version == job.version).values(
+                status="cancelled", version=Job.version + 1, cancel_requested=True, finished_at=now,
+                error_type="cancelled", error_message="cancelled while queued"))
+        if done.rowcount == 1:  # type: ignore[attr-defined]
+            session.refresh(job)
+            return job
+        session.refresh(job)  # it started (or ended) meanwhile: decide again on the fresh state
+        return request_cancel(session=session, job=job)
+    session.execute(update(Job).where(Job.id == job.id, Job.status == "running").values(cancel_requested=True))
+    session.refresh(job)
+    return job
+
+
+def to_public(job: Job, *, position: int | None) -> JobPublic:
+    total_steps = job.steps_per_epoch * job.total_epochs if job.steps_per_epoch else None
+    fraction = 1.0 if job.status == "succeeded" else (job.step / total_steps if total_steps else 0.0)
+    return JobPublic(
+        id=job.id, name=job.name, status=job.status, arch=job.arch, spec=job.spec,  # type: ignore[arg-type]
+        num_parameters=job.num_parameters, queue=job.queue, queue_position=position, attempt=job.attempt,
+        max_restarts=job.max_restarts, cancel_requested=job.cancel_requested,
+        progress=Progress(epoch=job.epoch, total_epochs=job.total_epochs, step=job.step,
+                          total_steps=total_steps, fraction=min(1.0, fraction)),
+        latest_metrics=job.latest_metrics, best_metrics=job.best_metrics, best_epoch=job.best_epoch,
+        error=JobError(type=job.error_type, message=job.error_message or "") if job.error_type else None,
+        created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+    )

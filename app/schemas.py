@@ -1,0 +1,108 @@
+"""Request and response bodies of the API (pydantic), kept apart from the tables."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from models.specs import JobSpec
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class JobCreate(JobSpec):
+    name: str | None = Field(default=None, max_length=200)
+
+
+class Progress(BaseModel):
+    epoch: int
+    total_epochs: int
+    step: int
+    total_steps: int | None
+    fraction: float
+
+
+class JobError(BaseModel):
+    type: str  # spec_error | out_of_memory | worker_lost | timeout | cancelled | internal
+    message: str
+
+
+class JobPublic(BaseModel):
+    id: str
+    name: str | None
+    status: JobStatus
+    arch: str
+    spec: dict[str, Any]
+    num_parameters: int
+    queue: str
+    queue_position: int | None = Field(description="jobs ahead of this one while queued (0: next)")
+    attempt: int
+    max_restarts: int
+    cancel_requested: bool
+    progress: Progress
+    latest_metrics: dict[str, float]
+    best_metrics: dict[str, float]
+    best_epoch: int | None
+    error: JobError | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobsPublic(BaseModel):
+    items: list[JobPublic]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next (older) page; null at the end")
+
+
+class MetricPoint(BaseModel):
+    step: int
+    epoch: int
+    value: float
+    time: datetime
+
+
+class MetricsPublic(BaseModel):
+    job_id: str
+    series: dict[str, list[MetricPoint]]
+    downsampled: bool
+
+
+class CheckpointPublic(BaseModel):
+    id: int
+    epoch: int
+    step: int
+    end_of_epoch: bool
+    metrics: dict[str, float]
+    size: int
+    sha256: str
+    created_at: datetime
+
+
+class DatasetPublic(BaseModel):
+    id: str | None = Field(description="null for built-ins, which are referenced by name")
+    name: str
+    builtin: bool
+    task: Literal["classification", "regression", "unlabelled"]
+    num_samples: int
+    sample_shape: list[int]
+    target_shape: list[int]
+    num_classes: int | None
+    classes: list[int | str] | None
+    description: str
+    format: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    created_at: datetime | None = None
+
+
+class DatasetsPublic(BaseModel):
+    items: list[DatasetPublic]
+
+
+class Catalog(BaseModel):
+    architectures: dict[str, dict[str, Any]]
+    optimizers: dict[str, dict[str, Any]]
+    datasets: list[DatasetPublic]
+    templates: dict[str, dict[str, Any]]
+    limits: dict[str, int | float]
+    job_schema: dict[str, Any]

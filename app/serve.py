@@ -1,0 +1,75 @@
+"""`nnforge serve`: migrate, then run the API and one worker as child processes and stop them together."""
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+from app.db.migrate import upgrade_to_head
+from app.queue import QUEUES_FOR_WORKER, ensure_broker_folders
+from app.settings import Settings
+
+POLL_SECONDS = 0.5
+STOP_GRACE_SECONDS = 15
+
+
+def worker_device(settings: Settings) -> str:
+    """gpu or cpu, decided without touching CUDA in this process (nvidia-smi answers or not)."""
+    if settings.worker_device != "auto":
+        return settings.worker_device
+    smi = shutil.which("nvidia-smi")
+    if smi and subprocess.run([smi, "-L"], capture_output=True, timeout=10).returncode == 0:
+        return "gpu"
+    return "cpu"
+
+
+def worker_command(settings: Settings) -> list[str]:
+    device = worker_device(settings)
+    return [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool", "prefork",
+            "--concurrency", "1", "--queues", ",".join(QUEUES_FOR_WORKER[device]), "--hostname",
+            f"{device}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
+
+
+def api_command(settings: Settings) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host", settings.host,
+            "--port", str(settings.port), "--log-level", "info"]
+
+
+def prepare(settings: Settings) -> None:
+    settings.nnforge_home.mkdir(parents=True, exist_ok=True)
+    upgrade_to_head(settings.resolved_database_url)
+    ensure_broker_folders(settings)
+
+
+def serve(settings: Settings, *, with_worker: bool = True) -> int:
+    prepare(settings)
+    children = [subprocess.Popen(api_command(settings))]
+    if with_worker:
+        children.append(subprocess.Popen(worker_command(settings)))
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"nnforge is up: {url}  (API docs: {url}/docs; Ctrl-C stops it)\n"
+          f"try: curl -s -X POST {url}/v1/jobs -H 'content-type: application/json' "
+          "-d '{\"dataset\": {\"name\": \"digits\"}, \"model\": {\"arch\": \"mlp\"}}'", flush=True)
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping and all(child.poll() is None for child in children):
+        time.sleep(POLL_SECONDS)
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return 0 if stopping else 1

@@ -1,0 +1,46 @@
+"""Service settings from the environment (and `.env`), read once by the entry points."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, computed_field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting, its environment variable (upper case) and its default. Defaults need no setup:
+    SQLite and a filesystem broker under NNFORGE_HOME."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    nnforge_home: Path = Field(default=Path(".nnforge"), description="data folder of the embedded mode")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in NNFORGE_HOME")
+    redis_url: str | None = Field(default=None, description="Redis broker URL; default: filesystem broker")
+    host: str = Field(default="127.0.0.1", description="address `nnforge serve` listens on")
+    port: int = Field(default=8000, ge=1, le=65535)
+    worker_device: str = Field(default="auto", pattern="^(auto|cpu|gpu)$",
+                               description="which queues a worker takes: cpu, gpu, or auto (gpu if nvidia-smi works)")
+    heartbeat_seconds: float = Field(default=1.0, gt=0, le=60,
+                                     description="how often a running job writes progress and reads cancel")
+    max_job_seconds: int = Field(default=24 * 3600, ge=60, description="longest allowed run of one job")
+    torch_threads: int = Field(default=1, ge=1, le=256, description="torch CPU threads per training process")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url is None:
+            return f"sqlite:///{(self.nnforge_home / 'nnforge.db').resolve()}"
+        # Plain postgresql:// URLs get the psycopg 3 driver we ship.
+        for prefix in ("postgresql://", "postgres://"):
+            if self.database_url.startswith(prefix):
+                return "postgresql+psycopg://" + self.database_url.removeprefix(prefix)
+        return self.database_url
+
+    @property
+    def broker_folder(self) -> Path:
+        return (self.nnforge_home / "broker").resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
