@@ -1,0 +1,68 @@
+"""Real services for the service tests: a fresh PostgreSQL database, a Redis database, real Celery workers.
+
+Without PostgreSQL or Redis these tests skip on a laptop and fail in CI (where CI is set)."""
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from app.db.migrate import upgrade_to_head
+from app.main import create_app
+from app.settings import Settings
+
+POSTGRES_ADMIN_URL = os.environ.get("NNFORGE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_TEST_URL = os.environ.get("NNFORGE_TEST_REDIS", "redis://127.0.0.1:6379")
+
+
+def _missing(service: str, error: Exception) -> None:
+    message = f"{service} is not reachable ({error})"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT",
+                             connect_args={"connect_timeout": 3})
+    name = f"nnforge_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as error:
+        _missing("PostgreSQL", error)
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    upgrade_to_head(url)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def redis_database(number: int) -> str:
+    import redis
+
+    url = f"{REDIS_TEST_URL}/{number}"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        client.flushdb()
+        client.close()
+    except redis.exceptions.ConnectionError as error:
+        _missing("Redis", error)
+    return url
+
+
+@pytest.fixture(scope="module")
+def api_settings(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(database_url=postgres_url, redis_url=redis_database(12),
+                    nnforge_home=tmp_path_factory.mktemp("home"), heartbeat_seconds=0.2)
+
+
+@pytest.fixture(scope="module")
+def client(api_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(api_settings)) as test_client:
+        yield test_client

@@ -1,0 +1,71 @@
+"""Helpers for tests that start real processes: free ports, worker processes, polling."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL"))}
+    env |= {"NNFORGE_HOME": str(settings.nnforge_home), "HEARTBEAT_SECONDS": str(settings.heartbeat_seconds),
+            "TORCH_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    if settings.database_url:
+        env["DATABASE_URL"] = settings.database_url
+    if settings.redis_url:
+        env["REDIS_URL"] = settings.redis_url
+    return env
+
+
+class WorkerProcess:
+    """A real `celery worker` process, as `nnforge serve` starts it."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        from app.serve import worker_command
+
+        self.log_path = log_path
+        self.log = log_path.open("wb")
+        self.process = subprocess.Popen(worker_command(settings), cwd=ROOT, env=service_env(settings),
+                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while b"ready." not in log_path.read_bytes():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{log_path.read_text()}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+
+def wait_for(predicate: Callable[[], T], *, timeout: float, interval: float = 0.2,
+             what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
