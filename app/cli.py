@@ -84,6 +84,19 @@ def serve(
 
 
 @cli.command()
+def worker() -> None:
+    """Run one Celery worker (queues by WORKER_DEVICE: cpu, gpu, or auto-detected)."""
+    from app.queue import ensure_broker_folders
+    from app.serve import worker_command
+    from app.settings import get_settings
+
+    settings = get_settings()
+    ensure_broker_folders(settings)
+    command = worker_command(settings)
+    os.execv(command[0], command)
+
+
+@cli.command()
 def migrate() -> None:
     """Apply the database migrations (`serve` does this itself)."""
     from app.db.migrate import upgrade_to_head
@@ -93,5 +106,8 @@ def migrate() -> None:
 
 
 def main() -> None:
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:torch")
     cli()
+
+
+if __name__ == "__main__":
+    main()
