@@ -105,6 +105,55 @@ def migrate() -> None:
     upgrade_to_head(get_settings().resolved_database_url)
 
 
+token_cli = typer.Typer(help="API tokens (run where the database is reachable).", no_args_is_help=True)
+cli.add_typer(token_cli, name="token")
+
+
+def _token_session():  # type: ignore[no-untyped-def]
+    from app.db.engine import make_engine, make_session_factory, transaction
+    from app.settings import get_settings
+
+    return transaction(make_session_factory(make_engine(get_settings().resolved_database_url)))
+
+
+@token_cli.command("create")
+def token_create(
+    owner: Annotated[str, typer.Option(help="who the token acts for; objects are scoped by owner")],
+    name: Annotated[str | None, typer.Option(help="a note to recognise it by")] = None,
+) -> None:
+    """Create a token and print it once: it is stored hashed and cannot be shown again."""
+    from app.tokens import create_token
+
+    with _token_session() as session:
+        token = create_token(session=session, owner=owner, name=name)
+    console.print(f"token {token.id} for owner {owner!r} (shown once):")
+    typer.echo(token.secret)
+
+
+@token_cli.command("revoke")
+def token_revoke(token_id: Annotated[str, typer.Argument(help="the id printed by `token create`")]) -> None:
+    """Revoke a token: requests with it get 401 from now on."""
+    from app.tokens import revoke_token
+
+    with _token_session() as session:
+        revoked = revoke_token(session=session, token_id=token_id)
+    if not revoked:
+        console.print(f"[red]error[/red] no live token with id {token_id}")
+        raise typer.Exit(code=1)
+    console.print(f"revoked {token_id}")
+
+
+@token_cli.command("list")
+def token_list() -> None:
+    """Token ids, owners and states (never the tokens themselves)."""
+    from app.tokens import list_tokens
+
+    with _token_session() as session:
+        for row in list_tokens(session=session):
+            state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "live"
+            typer.echo(f"{row.id}  {row.owner}  {state}  {row.name or ''}")
+
+
 def main() -> None:
     cli()
 

@@ -6,6 +6,7 @@ from app.api.problems import install_problem_handlers
 from app.api.routes import catalog, checkpoints, datasets, health, jobs, metrics
 from app.db.engine import make_engine, make_session_factory
 from app.queue import ensure_broker_folders, make_celery
+from app.rate_limit import RateLimiter
 from app.settings import Settings, get_settings
 
 
@@ -19,6 +20,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = make_session_factory(app.state.engine)
     ensure_broker_folders(settings)
     app.state.celery = make_celery(settings)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     install_problem_handlers(app)
     for module in (jobs, metrics, checkpoints, datasets, catalog, health):
         app.include_router(module.router)

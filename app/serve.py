@@ -1,15 +1,19 @@
 """`nnforge serve`: migrate, then run the API and one worker as child processes and stop them together."""
 
+import ipaddress
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
+from app.db.engine import make_engine, make_session_factory, transaction
 from app.db.migrate import upgrade_to_head
 from app.queue import QUEUES_FOR_WORKER, ensure_broker_folders
 from app.settings import Settings
+from app.tokens import create_token
 
 POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 15
@@ -37,10 +41,34 @@ def api_command(settings: Settings) -> list[str]:
             "--port", str(settings.port), "--log-level", "info"]
 
 
+def token_file(settings: Settings) -> Path:
+    return settings.nnforge_home / "token"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def prepare(settings: Settings) -> None:
+    """Check the settings, migrate, create broker folders and, on first start, a local API token."""
+    if not settings.auth and not is_loopback(settings.host):
+        raise SystemExit(f"refusing to listen on {settings.host} with AUTH off: anyone could use the service")
     settings.nnforge_home.mkdir(parents=True, exist_ok=True)
     upgrade_to_head(settings.resolved_database_url)
     ensure_broker_folders(settings)
+    path = token_file(settings)
+    if settings.auth and not path.exists():
+        engine = make_engine(settings.resolved_database_url)
+        with transaction(make_session_factory(engine)) as session:
+            token = create_token(session=session, owner="local", name="created by nnforge serve")
+        engine.dispose()
+        path.touch(mode=0o600)
+        path.write_text(token.secret + "\n")
 
 
 def serve(settings: Settings, *, with_worker: bool = True) -> int:
@@ -49,8 +77,10 @@ def serve(settings: Settings, *, with_worker: bool = True) -> int:
     if with_worker:
         children.append(subprocess.Popen(worker_command(settings)))
     url = f"http://{settings.host}:{settings.port}"
+    auth = f" -H \"Authorization: Bearer $(cat {token_file(settings)})\"" if settings.auth else ""
     print(f"nnforge is up: {url}  (API docs: {url}/docs; Ctrl-C stops it)\n"
-          f"try: curl -s -X POST {url}/v1/jobs -H 'content-type: application/json' "
+          + (f"API token: in {token_file(settings)} (the nnforge CLI reads it from there)\n" if settings.auth else "")
+          + f"try: curl -s -X POST {url}/v1/jobs{auth} -H 'content-type: application/json' "
           "-d '{\"dataset\": {\"name\": \"digits\"}, \"model\": {\"arch\": \"mlp\"}}'", flush=True)
     stopping = False
 

@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, description="Redis broker URL; default: filesystem broker")
     host: str = Field(default="127.0.0.1", description="address `nnforge serve` listens on")
     port: int = Field(default=8000, ge=1, le=65535)
+    auth: bool = Field(default=True, description="require API tokens; off is allowed on loopback only")
+    rate_limit_per_second: float = Field(default=50.0, gt=0, description="requests per second per owner")
+    rate_limit_burst: int = Field(default=100, ge=1, description="requests an owner may send at once")
     worker_device: str = Field(default="auto", pattern="^(auto|cpu|gpu)$",
                                description="which queues a worker takes: cpu, gpu, or auto (gpu if nvidia-smi works)")
     heartbeat_seconds: float = Field(default=1.0, gt=0, le=60,

@@ -8,6 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
+from app.api.deps import RateLimited, Unauthorized
 from app.jobs import JobConflict, JobNotFound
 from models.errors import SpecError
 from models.specs import dotted_path, issue_reason
@@ -50,6 +51,18 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(SpecError)
     async def _spec(request: Request, error: SpecError) -> JSONResponse:
         return _issues_response([{"field": i.field, "value": i.value, "reason": i.reason} for i in error.issues])
+
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(request: Request, error: Unauthorized) -> JSONResponse:
+        response = problem(401, "Unauthorized", str(error))
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(RateLimited)
+    async def _rate_limited(request: Request, error: RateLimited) -> JSONResponse:
+        response = problem(429, "Too many requests", str(error))
+        response.headers["Retry-After"] = str(int(error.retry_after))
+        return response
 
     @app.exception_handler(JobNotFound)
     async def _job_missing(request: Request, error: JobNotFound) -> JSONResponse:

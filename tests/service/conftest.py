@@ -10,9 +10,11 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from app.db.engine import make_engine, make_session_factory, transaction
 from app.db.migrate import upgrade_to_head
 from app.main import create_app
 from app.settings import Settings
+from app.tokens import create_token
 
 POSTGRES_ADMIN_URL = os.environ.get("NNFORGE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("NNFORGE_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -62,7 +64,17 @@ def api_settings(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) ->
                     nnforge_home=tmp_path_factory.mktemp("home"), heartbeat_seconds=0.2)
 
 
+def new_token(settings: Settings, owner: str) -> str:
+    engine = make_engine(settings.resolved_database_url)
+    with transaction(make_session_factory(engine)) as session:
+        secret = create_token(session=session, owner=owner).secret
+    engine.dispose()
+    return secret
+
+
 @pytest.fixture(scope="module")
 def client(api_settings: Settings) -> Iterator[TestClient]:
+    """An API client authenticated as a fresh owner."""
     with TestClient(create_app(api_settings)) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {new_token(api_settings, f'owner-{uuid.uuid4().hex[:6]}')}"
         yield test_client

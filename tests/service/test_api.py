@@ -187,7 +187,7 @@ def test_readyz_and_reads_answer_503_quickly_when_dependencies_are_down(tmp_path
     with TestClient(create_app(settings)) as client:
         started = time.monotonic()
         ready = client.get("/readyz")
-        jobs = client.get("/v1/jobs")
+        jobs = client.get("/v1/jobs", headers={"Authorization": "Bearer nnf_any"})
         elapsed = time.monotonic() - started
     assert ready.status_code == 503 and set(ready.json()["checks"].values()) != {"ok"}
     assert jobs.status_code == 503 and jobs.headers["content-type"] == PROBLEM

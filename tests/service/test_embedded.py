@@ -29,14 +29,17 @@ def test_serve_runs_a_job_on_sqlite_and_the_filesystem_broker(tmp_path: Path) ->
                 return False
 
         wait_for(ready, timeout=90, what="nnforge serve to be ready")
+        token = (tmp_path / "home" / "token").read_text().strip()
+        auth = {"Authorization": f"Bearer {token}"}
+        assert httpx2.get(f"{base}/v1/jobs", timeout=5).status_code == 401
         spec = {"dataset": {"name": "moons"}, "model": {"arch": "mlp", "hidden_sizes": [16]},
                 "training": {"epochs": 3}}
-        job_id = httpx2.post(f"{base}/v1/jobs", json=spec, timeout=60).json()["id"]
-        job = wait_for(lambda: (j := httpx2.get(f"{base}/v1/jobs/{job_id}", timeout=5).json())["status"]
+        job_id = httpx2.post(f"{base}/v1/jobs", json=spec, headers=auth, timeout=60).json()["id"]
+        job = wait_for(lambda: (j := httpx2.get(f"{base}/v1/jobs/{job_id}", headers=auth, timeout=5).json())["status"]
                        in ("succeeded", "failed", "cancelled") and j, timeout=180, interval=0.5,
                        what="the job to finish")
         assert job["status"] == "succeeded", (job["error"], (tmp_path / "serve.log").read_text()[-3000:])
-        checkpoint = httpx2.get(f"{base}/v1/jobs/{job_id}/checkpoints/best", timeout=10)
+        checkpoint = httpx2.get(f"{base}/v1/jobs/{job_id}/checkpoints/best", headers=auth, timeout=10)
         (tmp_path / "best.pt").write_bytes(checkpoint.content)
         assert torch.load(tmp_path / "best.pt", weights_only=True)["progress"]["epoch"] == 3
         assert (tmp_path / "home" / "nnforge.db").exists()

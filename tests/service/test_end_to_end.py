@@ -37,7 +37,10 @@ def worker(e2e_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def api(e2e_settings: Settings, worker: WorkerProcess) -> Iterator[TestClient]:
+    from conftest import new_token
+
     with TestClient(create_app(e2e_settings)) as client:
+        client.headers["Authorization"] = f"Bearer {new_token(e2e_settings, 'e2e')}"
         yield client
 
 

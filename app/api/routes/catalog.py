@@ -2,16 +2,17 @@
 
 from typing import Any, get_args
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
+from app.api.deps import get_owner
 from app.datasets import builtins_public
 from app.schemas import Catalog, JobCreate
 from models import limits
 from models.specs import CNNSpec, GANSpec, MLPSpec, OptimizerSpec, RNNSpec
 from models.templates import TEMPLATES
 
-router = APIRouter(prefix="/v1", tags=["catalog"])
+router = APIRouter(prefix="/v1", tags=["catalog"], dependencies=[Depends(get_owner)])
 
 
 def _entry(spec: type[BaseModel]) -> dict[str, Any]:

@@ -1,0 +1,52 @@
+"""API tokens: random, shown once, stored as sha256 (they carry 256 bits, so a fast hash is enough)."""
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.db.base import utcnow
+from app.db.tables import ApiToken
+
+PREFIX = "nnf_"
+
+
+@dataclass(frozen=True)
+class NewToken:
+    id: str
+    owner: str
+    secret: str  # the only time the token itself exists outside the client
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_token(*, session: Session, owner: str, name: str | None = None) -> NewToken:
+    secret = PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(id=str(uuid.uuid4()), owner=owner, name=name, token_hash=hash_token(secret),
+                   created_at=utcnow())
+    session.add(row)
+    session.flush()
+    return NewToken(row.id, owner, secret)
+
+
+def owner_of(*, session: Session, secret: str) -> str | None:
+    """The owner a live token belongs to; None for unknown or revoked tokens."""
+    if not secret.startswith(PREFIX):
+        return None
+    row = session.scalars(select(ApiToken).where(ApiToken.token_hash == hash_token(secret))).first()
+    return row.owner if row is not None and row.revoked_at is None else None
+
+
+def revoke_token(*, session: Session, token_id: str) -> bool:
+    done = session.execute(update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
+                           .values(revoked_at=utcnow()))
+    return done.rowcount == 1  # type: ignore[attr-defined]
+
+
+def list_tokens(*, session: Session) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.created_at)))

@@ -1,0 +1,101 @@
+"""Access: bearer tokens, owner scoping (another owner's objects are 404 like missing ones), rate limits."""
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+from conftest import new_token
+from support import ROOT
+
+SPEC = {"dataset": {"name": "moons"}, "model": {"arch": "mlp", "hidden_sizes": [4]}, "training": {"epochs": 1}}
+
+
+@pytest.fixture(scope="module")
+def app_settings(api_settings: Settings) -> Settings:
+    return api_settings
+
+
+@pytest.fixture(scope="module")
+def alice(app_settings: Settings):  # type: ignore[no-untyped-def]
+    with TestClient(create_app(app_settings)) as client:
+        client.headers["Authorization"] = f"Bearer {new_token(app_settings, 'alice')}"
+        yield client
+
+
+@pytest.fixture(scope="module")
+def bob(app_settings: Settings):  # type: ignore[no-untyped-def]
+    with TestClient(create_app(app_settings)) as client:
+        client.headers["Authorization"] = f"Bearer {new_token(app_settings, 'bob')}"
+        yield client
+
+
+def _alices_objects(alice: TestClient) -> tuple[str, str]:
+    job_id = alice.post("/v1/jobs", json=SPEC).json()["id"]
+    buffer = io.BytesIO()
+    np.savez(buffer, x=np.zeros((10, 2), np.float32), y=np.arange(10) % 2)
+    dataset_id = alice.post("/v1/datasets", files={"file": ("a.npz", buffer.getvalue())}).json()["id"]
+    return job_id, dataset_id
+
+
+def test_every_route_hides_another_owners_objects_as_404(alice: TestClient, bob: TestClient) -> None:
+    job_id, dataset_id = _alices_objects(alice)
+    foreign = [
+        ("GET", f"/v1/jobs/{job_id}"), ("POST", f"/v1/jobs/{job_id}/cancel"),
+        ("GET", f"/v1/jobs/{job_id}/metrics"), ("GET", f"/v1/jobs/{job_id}/checkpoints"),
+        ("GET", f"/v1/jobs/{job_id}/checkpoints/latest"), ("GET", f"/v1/jobs/{job_id}/checkpoints/best"),
+        ("GET", f"/v1/datasets/{dataset_id}"),
+    ]
+    for method, path in foreign:
+        mine = alice.request(method, path)
+        theirs = bob.request(method, path)
+        missing = bob.request(method, path.replace(job_id, "0" * 36).replace(dataset_id, "0" * 36))
+        assert mine.status_code != 404 or path.endswith(("latest", "best")), (path, mine.status_code)
+        assert theirs.status_code == 404, (path, theirs.status_code)
+        assert (theirs.status_code, theirs.json()["title"]) == (missing.status_code, missing.json()["title"])
+    assert job_id not in {j["id"] for j in bob.get("/v1/jobs").json()["items"]}
+    assert dataset_id not in {d["id"] for d in bob.get("/v1/datasets").json()["items"]}
+    refused = bob.post("/v1/jobs", json={**SPEC, "dataset": {"id": dataset_id}})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "dataset.id"
+
+
+@pytest.mark.parametrize("header", [None, "Bearer", "Basic abc", "Bearer nnf_not-a-token", "Bearer x"])
+def test_missing_malformed_and_unknown_tokens_get_401(app_settings: Settings, header: str | None) -> None:
+    with TestClient(create_app(app_settings)) as client:
+        headers = {"Authorization": header} if header else {}
+        for path in ("/v1/jobs", "/v1/catalog", "/v1/datasets"):
+            response = client.get(path, headers=headers)
+            assert response.status_code == 401, path
+            assert response.headers["www-authenticate"] == "Bearer"
+        assert client.get("/livez").status_code == 200
+        assert client.get("/readyz").status_code == 200
+
+
+def test_revoked_token_gets_401(app_settings: Settings) -> None:
+    env = {"DATABASE_URL": app_settings.database_url or "", "NNFORGE_HOME": str(app_settings.nnforge_home),
+           "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    created = subprocess.run([sys.executable, "-m", "app.cli", "token", "create", "--owner", "carol"],
+                             env=env, capture_output=True, text=True, check=True)
+    secret = created.stdout.strip()
+    token_id = created.stderr.split()[1]
+    with TestClient(create_app(app_settings)) as client:
+        headers = {"Authorization": f"Bearer {secret}"}
+        assert client.get("/v1/jobs", headers=headers).status_code == 200
+        subprocess.run([sys.executable, "-m", "app.cli", "token", "revoke", token_id], env=env, check=True,
+                       capture_output=True)
+        assert client.get("/v1/jobs", headers=headers).status_code == 401
+
+
+def test_request_rate_over_the_limit_gets_429_with_retry_after(app_settings: Settings) -> None:
+    limited = app_settings.model_copy(update={"rate_limit_per_second": 1.0, "rate_limit_burst": 3})
+    with TestClient(create_app(limited)) as client:
+        client.headers["Authorization"] = f"Bearer {new_token(limited, 'dave')}"
+        codes = [client.get("/v1/jobs").status_code for _ in range(5)]
+        assert codes[:3] == [200, 200, 200] and 429 in codes[3:]
+        response = client.get("/v1/jobs")
+        assert response.status_code == 429 and int(response.headers["retry-after"]) >= 1
