@@ -60,3 +60,8 @@ def ensure_broker_folders(settings: Settings) -> None:
     if not settings.redis_url:
         for name in ("queue", "control"):
             (settings.broker_folder / name).mkdir(parents=True, exist_ok=True)
+
+
+def publish_job(celery: Celery, job_id: str, queue: str) -> None:
+    """Wake a worker for a job. Duplicates are harmless: the worker's claim skips a job that is not queued."""
+    celery.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)

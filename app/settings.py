@@ -25,7 +25,12 @@ class Settings(BaseSettings):
                                description="which queues a worker takes: cpu, gpu, or auto (gpu if nvidia-smi works)")
     heartbeat_seconds: float = Field(default=1.0, gt=0, le=60,
                                      description="how often a running job writes progress and reads cancel")
-    max_job_seconds: int = Field(default=24 * 3600, ge=60, description="longest allowed run of one job")
+    max_job_seconds: int = Field(default=24 * 3600, ge=1, description="longest allowed run of one job")
+    lease_seconds: float = Field(default=30.0, gt=0, description="a running job whose heartbeat is older than "
+                                 "this is taken back by the reconciler and resumed from its checkpoint")
+    reconcile_seconds: float = Field(default=10.0, gt=0, description="how often each worker reconciles")
+    db_outage_seconds: float = Field(default=600.0, ge=0, description="how long a worker retries its "
+                                     "database writes through an outage before giving up")
     torch_threads: int = Field(default=1, ge=1, le=256, description="torch CPU threads per training process")
 
     @computed_field  # type: ignore[prop-decorator]

@@ -8,13 +8,14 @@ from typing import Any
 TEMPLATES: dict[str, dict[str, Any]] = {
     "mlp": {
         "dataset": {"name": "digits"},
-        "model": {"arch": "mlp", "hidden_sizes": [128, 64], "activation": "relu"},
+        "model": {"arch": "mlp", "hidden_sizes": [256, 128], "activation": "gelu", "dropout": 0.2},
         "optimizer": {"name": "adam", "lr": 0.001},
         "training": {"epochs": 30, "batch_size": 64, "seed": 0},
     },
     "cnn": {
         "dataset": {"name": "digits"},
-        "model": {"arch": "cnn", "conv_blocks": [{"channels": 16}, {"channels": 32}], "hidden_sizes": [64]},
+        "model": {"arch": "cnn", "conv_blocks": [{"channels": 16}, {"channels": 32}], "batch_norm": True,
+                  "hidden_sizes": [64]},
         "optimizer": {"name": "adam", "lr": 0.002},
         "training": {"epochs": 20, "batch_size": 64, "seed": 0},
     },
@@ -32,10 +33,12 @@ TEMPLATES: dict[str, dict[str, Any]] = {
     },
     "gan": {
         "dataset": {"name": "gaussian-ring"},
-        "model": {"arch": "gan", "latent_dim": 16, "generator": {"hidden_sizes": [128, 128]},
-                  "discriminator": {"hidden_sizes": [128, 128]}},
+        # Smooth (tanh) bodies cover all 8 modes; with leaky ReLU the generator collapses onto one or two.
+        "model": {"arch": "gan", "latent_dim": 16,
+                  "generator": {"hidden_sizes": [128, 128], "activation": "tanh"},
+                  "discriminator": {"hidden_sizes": [128, 128], "activation": "tanh"}},
         "optimizer": {"name": "adam", "lr": 0.001, "betas": [0.5, 0.999]},
-        "training": {"epochs": 60, "batch_size": 128, "seed": 0},
+        "training": {"epochs": 80, "batch_size": 128, "seed": 0},
     },
     "gan-conv": {
         "dataset": {"name": "digits"},

@@ -1,17 +1,46 @@
 """The worker entry point: `celery -A workers.celery_app worker -Q cpu,any -c 1`.
 
 Its main process imports neither torch nor CUDA; each job trains in a fresh process (workers.trainer).
+The main process also runs the reconciler and, on a warm shutdown, asks running trainings to hand back.
 """
 
-from celery import Celery
+import logging
+import os
+import signal
+from typing import Any
 
+from celery import Celery
+from celery.signals import worker_ready, worker_shutting_down
+
+from app.db.engine import make_engine, make_session_factory
 from app.queue import RUN_JOB_TASK, make_celery
 from app.settings import get_settings
-from workers.supervisor import supervise
+from workers.reconciler import Reconciler, ReconcilerThread
+from workers.supervisor import supervise, trainer_registry
 
 celery_app: Celery = make_celery(get_settings())
+log = logging.getLogger("nnforge.worker")
 
 
 @celery_app.task(name=RUN_JOB_TASK)
-def run_job(job_id: str) -> None:
-    supervise(job_id, get_settings())
+def run_job(job_id: str) -> str:
+    return supervise(job_id, get_settings())
+
+
+@worker_ready.connect
+def start_reconciler(**_: Any) -> None:
+    settings = get_settings()
+    factory = make_session_factory(make_engine(settings.resolved_database_url))
+    ReconcilerThread(Reconciler(factory, celery_app, settings), settings.reconcile_seconds).start()
+
+
+@worker_shutting_down.connect
+def hand_back_running_jobs(**_: Any) -> None:
+    """SIGTERM each training process of this worker: it checkpoints and returns its job to the queue."""
+    registry = trainer_registry(get_settings(), os.getpid())
+    for pid_file in registry.glob("*") if registry.exists() else []:
+        try:
+            os.kill(int(pid_file.name), signal.SIGTERM)
+            log.info("asked training process %s to hand its job back", pid_file.name)
+        except (ProcessLookupError, ValueError):
+            pid_file.unlink(missing_ok=True)

@@ -1,16 +1,31 @@
-"""The worker's reads and writes of job state. Every write after the claim is fenced by the lease owner,
-so a runner that lost its job can no longer change it."""
+"""The worker's reads and writes of job state. Every write after the claim is fenced by the lease token
+(unique per attempt), so a runner that lost its job can no longer change it. Writes ride out database
+outages: they are retried with backoff for up to `outage_seconds`."""
 
+import functools
 import hashlib
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.base import utcnow
 from app.db.engine import transaction
 from app.db.tables import Checkpoint, Dataset, Job, Metric
+
+log = logging.getLogger("nnforge.worker")
+P = ParamSpec("P")
+R = TypeVar("R")
+MAX_BACKOFF_SECONDS = 5.0
+
+
+class LeaseLost(RuntimeError):
+    """Another runner owns the job now; this one must stop without writing."""
 
 
 @dataclass(frozen=True)
@@ -19,6 +34,8 @@ class ClaimedJob:
     spec: dict[str, Any]
     dataset_id: str | None
     attempt: int
+    max_restarts: int
+    queue: str
 
 
 @dataclass(frozen=True)
@@ -29,10 +46,33 @@ class MetricRow:
     value: float
 
 
-class JobStore:
-    def __init__(self, factory: sessionmaker[Session], job_id: str, owner_token: str) -> None:
-        self.factory, self.job_id, self.token = factory, job_id, owner_token
+def survives_outages(method: Callable[P, R]) -> Callable[P, R]:
+    """Retry a JobStore method while the database is unreachable (or, for SQLite, locked)."""
 
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        store: JobStore = args[0]  # type: ignore[assignment]
+        deadline, delay = time.monotonic() + store.outage_seconds, 0.2
+        while True:
+            try:
+                return method(*args, **kwargs)
+            except (OperationalError, InterfaceError) as error:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("job %s: database unreachable (%s); retrying in %.1f s", store.job_id,
+                            type(error.orig).__name__, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+    return wrapper
+
+
+class JobStore:
+    def __init__(self, factory: sessionmaker[Session], job_id: str, token: str, *,
+                 outage_seconds: float = 600.0) -> None:
+        self.factory, self.job_id, self.token, self.outage_seconds = factory, job_id, token, outage_seconds
+
+    @survives_outages
     def claim(self) -> ClaimedJob | None:
         """Take a queued job (a conditional UPDATE); None when it is not queued (a duplicate delivery)."""
         now = utcnow()
@@ -40,17 +80,19 @@ class JobStore:
             taken = session.execute(
                 update(Job).where(Job.id == self.job_id, Job.status == "queued").values(
                     status="running", attempt=Job.attempt + 1, version=Job.version + 1, lease_owner=self.token,
-                    heartbeat_at=now, started_at=now, cancel_requested=False))
+                    heartbeat_at=now, started_at=now))
             if taken.rowcount != 1:  # type: ignore[attr-defined]
                 return None
             job = session.get_one(Job, self.job_id)
-            return ClaimedJob(job.id, job.spec, job.dataset_id, job.attempt)
+            return ClaimedJob(job.id, job.spec, job.dataset_id, job.attempt, job.max_restarts, job.queue)
 
+    @survives_outages
     def dataset_bytes(self, dataset_id: str) -> tuple[bytes, str, str, str | None]:
         with self.factory() as session:
             row = session.get_one(Dataset, dataset_id)
             return row.data, row.filename, row.format, row.label_column
 
+    @survives_outages
     def latest_checkpoint(self) -> bytes | None:
         """The newest checkpoint's bytes, verified against its sha256."""
         with self.factory() as session:
@@ -62,28 +104,40 @@ class JobStore:
                 raise RuntimeError(f"checkpoint {row.id} of job {self.job_id} fails its sha256 check")
             return row.data
 
+    @survives_outages
     def forget_metrics_after(self, step: int) -> None:
         """A resumed attempt rewrites the steps after its checkpoint: drop what the lost attempt wrote."""
         with transaction(self.factory) as session:
             self._assert_owner(session)
             session.execute(delete(Metric).where(Metric.job_id == self.job_id, Metric.step > step))
 
-    def heartbeat(self, *, metrics: list[MetricRow], progress: dict[str, Any]) -> bool:
-        """Write buffered metric rows and progress in one transaction; returns whether cancel is requested.
-        Raises LeaseLost when another runner owns the job."""
+    @survives_outages
+    def touch(self) -> bool:
+        """Renew the lease; returns whether cancel is requested. Raises LeaseLost when it is gone."""
+        with transaction(self.factory) as session:
+            owned = session.execute(
+                update(Job).where(Job.id == self.job_id, Job.lease_owner == self.token, Job.status == "running")
+                .values(heartbeat_at=utcnow()).returning(Job.cancel_requested)).first()
+            if owned is None:
+                raise LeaseLost(self.job_id)
+            return bool(owned[0])
+
+    @survives_outages
+    def write_progress(self, *, metrics: list[MetricRow], progress: dict[str, Any]) -> None:
+        """Buffered metric rows and the job's progress, in one fenced transaction."""
         now = utcnow()
         with transaction(self.factory) as session:
             owned = session.execute(
                 update(Job).where(Job.id == self.job_id, Job.lease_owner == self.token, Job.status == "running")
-                .values(heartbeat_at=now, **progress).returning(Job.cancel_requested)).first()
-            if owned is None:
+                .values(heartbeat_at=now, **progress))
+            if owned.rowcount != 1:  # type: ignore[attr-defined]
                 raise LeaseLost(self.job_id)
             if metrics:
                 session.execute(insert(Metric), [
                     {"job_id": self.job_id, "name": m.name, "step": m.step, "epoch": m.epoch, "value": m.value,
                      "time": now} for m in metrics])
-            return bool(owned[0])
 
+    @survives_outages
     def save_checkpoint(self, *, data: bytes, epoch: int, step: int, end_of_epoch: bool,
                         metrics: dict[str, float]) -> None:
         with transaction(self.factory) as session:
@@ -92,21 +146,27 @@ class JobStore:
                                    metrics=metrics, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
                                    data=data, created_at=utcnow()))
 
-    def finish(self, *, status: str, error_type: str | None = None, error_message: str | None = None,
-               **fields: Any) -> bool:
+    @survives_outages
+    def finish(self, *, status: str, error_type: str | None = None, error_message: str | None = None) -> bool:
         """Record a terminal status; False when this runner no longer owns the job."""
         with transaction(self.factory) as session:
             done = session.execute(
                 update(Job).where(Job.id == self.job_id, Job.lease_owner == self.token, Job.status == "running")
                 .values(status=status, version=Job.version + 1, finished_at=utcnow(), error_type=error_type,
-                        error_message=error_message, lease_owner=None, **fields))
+                        error_message=error_message, lease_owner=None))
+            return done.rowcount == 1  # type: ignore[attr-defined]
+
+    @survives_outages
+    def release(self, *, error_type: str | None = None, error_message: str | None = None) -> bool:
+        """Hand the job back to the queue (shutdown, or a retryable failure); the next attempt resumes it."""
+        with transaction(self.factory) as session:
+            done = session.execute(
+                update(Job).where(Job.id == self.job_id, Job.lease_owner == self.token, Job.status == "running")
+                .values(status="queued", version=Job.version + 1, lease_owner=None, error_type=error_type,
+                        error_message=error_message))
             return done.rowcount == 1  # type: ignore[attr-defined]
 
     def _assert_owner(self, session: Session) -> None:
         owner = session.scalar(select(Job.lease_owner).where(Job.id == self.job_id).with_for_update())
         if owner != self.token:
             raise LeaseLost(self.job_id)
-
-
-class LeaseLost(RuntimeError):
-    """Another runner owns the job now; this one must stop without writing."""

@@ -1,7 +1,8 @@
 """Run one claimed job: the same `fit()` as everywhere, with a hook that writes progress and metrics to
-the database in batches, stores checkpoints and reads the cancel flag."""
+the database in batches, stores checkpoints and stops when asked (cancel, shutdown, lost lease)."""
 
 import logging
+import threading
 import time
 import traceback
 from typing import Any
@@ -17,15 +18,48 @@ from workers.job_store import ClaimedJob, JobStore, LeaseLost, MetricRow
 log = logging.getLogger("nnforge.worker")
 
 
-class DatabaseHook(Hook):
-    """Buffers metric rows and writes them with the progress once per heartbeat (not a commit per step)."""
+class StopSignals:
+    """Set from other threads (the lease keeper, a signal handler); read by the training thread."""
 
-    def __init__(self, store: JobStore, heartbeat_seconds: float) -> None:
-        self.store, self.interval = store, heartbeat_seconds
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.shutdown = threading.Event()
+        self.lease_lost = threading.Event()
+
+    def any(self) -> bool:
+        return self.cancel.is_set() or self.shutdown.is_set() or self.lease_lost.is_set()
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews the job's lease every `interval` seconds, apart from the training thread, so a long step or a
+    checkpoint save never lets it lapse; notes cancel requests and a lost lease."""
+
+    def __init__(self, store: JobStore, signals: StopSignals, interval: float) -> None:
+        super().__init__(name="lease-keeper", daemon=True)
+        self.store, self.signals, self.interval = store, signals, interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                if self.store.touch():
+                    self.signals.cancel.set()
+            except LeaseLost:
+                self.signals.lease_lost.set()
+                return
+            except Exception:  # an outage past the store's retries: keep trying, training goes on
+                log.exception("job %s: lease renewal failed", self.store.job_id)
+
+
+class DatabaseHook(Hook):
+    """Buffers metric rows and writes them with the progress every `interval` seconds and at each epoch's
+    end (never a commit per step)."""
+
+    def __init__(self, store: JobStore, signals: StopSignals, interval: float) -> None:
+        self.store, self.signals, self.interval = store, signals, interval
         self.rows: list[MetricRow] = []
         self.progress: dict[str, Any] = {}
-        self.cancel_requested = False
-        self.last_beat = time.monotonic()
+        self.last_flush = time.monotonic()
 
     def on_step(self, report: StepReport) -> None:
         self.rows += [MetricRow(name, report.step, report.epoch, value) for name, value in report.metrics.items()]
@@ -38,24 +72,26 @@ class DatabaseHook(Hook):
             self.progress |= {"best_metrics": report.metrics, "best_epoch": report.epoch}
         log.info("job %s epoch %d/%d %s", self.store.job_id, report.epoch, report.total_epochs,
                  " ".join(f"{k}={v:.4g}" for k, v in report.metrics.items()))
-        self.beat()
+        self.flush()
 
     def on_checkpoint(self, checkpoint: dict[str, Any], report: EpochReport | None) -> None:
-        self.beat()  # metrics first, so a checkpoint never points past the rows that were written
+        self.flush()  # metrics first, so a checkpoint never points past the rows that were written
         progress = checkpoint["progress"]
         self.store.save_checkpoint(data=checkpoint_bytes(checkpoint), epoch=progress["epoch"],
                                    step=progress["step"], end_of_epoch=report is not None,
                                    metrics=dict(checkpoint["metrics"]))
 
     def should_stop(self) -> bool:
-        if time.monotonic() - self.last_beat >= self.interval:
-            self.beat()
-        return self.cancel_requested
+        if time.monotonic() - self.last_flush >= self.interval:
+            self.flush()
+        return self.signals.any()
 
-    def beat(self) -> None:
-        self.cancel_requested = self.store.heartbeat(metrics=self.rows, progress=self.progress)
+    def flush(self) -> None:
+        if self.signals.lease_lost.is_set():
+            raise LeaseLost(self.store.job_id)
+        self.store.write_progress(metrics=self.rows, progress=self.progress)
         self.rows, self.progress = [], {}
-        self.last_beat = time.monotonic()
+        self.last_flush = time.monotonic()
 
 
 def load_dataset(store: JobStore, claimed: ClaimedJob) -> RawDataset | None:
@@ -66,8 +102,19 @@ def load_dataset(store: JobStore, claimed: ClaimedJob) -> RawDataset | None:
                              label_column=label_column)
 
 
-def run_claimed(store: JobStore, claimed: ClaimedJob, heartbeat_seconds: float) -> str:
-    """Train a claimed job to its end and record the outcome; returns the final status."""
+def run_claimed(store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat_seconds: float) -> str:
+    """Train a claimed job until it ends or is stopped, and record the outcome; returns what happened:
+    succeeded, failed, cancelled, handed_back (shutdown) or lease_lost."""
+    keeper = LeaseKeeper(store, signals, heartbeat_seconds)
+    keeper.start()
+    try:
+        return _train(store, claimed, signals, heartbeat_seconds)
+    finally:
+        keeper.stopped.set()
+        keeper.join()
+
+
+def _train(store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat_seconds: float) -> str:
     try:
         spec = JobSpec.model_validate(claimed.spec)
         dataset = load_dataset(store, claimed)
@@ -75,11 +122,11 @@ def run_claimed(store: JobStore, claimed: ClaimedJob, heartbeat_seconds: float) 
         resume = read_checkpoint(saved) if saved is not None else None
         if resume is not None:
             store.forget_metrics_after(resume["progress"]["step"])
-        hook = DatabaseHook(store, heartbeat_seconds)
+        hook = DatabaseHook(store, signals, heartbeat_seconds)
         log.info("job %s attempt %d starts%s", claimed.id, claimed.attempt,
                  f" from step {resume['progress']['step']}" if resume else "")
         result = fit(spec, hook=hook, dataset=dataset, resume=resume)
-        hook.beat()
+        hook.flush()
     except LeaseLost:
         log.warning("job %s: lease lost; stopping without further writes", claimed.id)
         return "lease_lost"
@@ -91,8 +138,12 @@ def run_claimed(store: JobStore, claimed: ClaimedJob, heartbeat_seconds: float) 
         log.exception("job %s failed", claimed.id)
         store.finish(status="failed", error_type=kind, error_message=traceback.format_exc(limit=20))
         return "failed"
-    if result.status == "stopped":
+    if result.status != "stopped":
+        store.finish(status="succeeded")
+        return "succeeded"
+    if signals.cancel.is_set():
         store.finish(status="cancelled", error_type="cancelled", error_message="cancelled on request")
         return "cancelled"
-    store.finish(status="succeeded")
-    return "succeeded"
+    store.release()
+    log.info("job %s handed back to the queue at step %d", claimed.id, result.progress.step)
+    return "handed_back"

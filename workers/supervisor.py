@@ -1,5 +1,5 @@
-"""What the Celery task does: start the job's training process, wait for it, and record the outcome
-when the process could not (it crashed, was killed, or ran past the time limit)."""
+"""What the Celery task does: start the job's training process, wait for it, and settle the job when the
+process could not (it crashed, was killed, or ran past the time limit)."""
 
 import logging
 import os
@@ -7,49 +7,81 @@ import signal
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from app.db.engine import make_engine, make_session_factory
+from app.db.tables import Job
+from app.queue import make_celery, publish_job
 from app.settings import Settings
 from workers.job_store import JobStore
 
 log = logging.getLogger("nnforge.worker")
-KILL_GRACE_SECONDS = 10
 
 
-def supervise(job_id: str, settings: Settings) -> int | None:
-    """Run the job in a fresh process; returns its exit code (None when it was killed for time)."""
-    token = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    process = subprocess.Popen([sys.executable, "-m", "workers.trainer", job_id, token],
-                               start_new_session=True)  # its own process group, so a kill takes it all
-    try:
-        code = process.wait(timeout=settings.max_job_seconds)
-    except subprocess.TimeoutExpired:
-        _stop(process)
-        _record_failure(settings, job_id, token, "timeout",
-                        f"the job ran past the limit of {settings.max_job_seconds} s")
-        return None
-    if code != 0:
-        _record_failure(settings, job_id, token, "worker_lost",
-                        f"the training process ended with exit code {code}")
-    return code
+def trainer_registry(settings: Settings, worker_pid: int) -> Path:
+    """Where a worker's task processes note their training processes, so a warm shutdown can reach them."""
+    return settings.nnforge_home.resolve() / "run" / f"worker-{worker_pid}"
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=KILL_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def _record_failure(settings: Settings, job_id: str, token: str, kind: str, message: str) -> None:
+def supervise(job_id: str, settings: Settings) -> str:
+    """Run the job in a fresh process; returns how it ended for this delivery."""
     engine = make_engine(settings.resolved_database_url, poolclass=NullPool)
+    factory = make_session_factory(engine)
     try:
-        if JobStore(make_session_factory(engine), job_id, token).finish(
-                status="failed", error_type=kind, error_message=message):
-            log.error("job %s failed: %s", job_id, message)
+        if not _is_queued(factory, job_id):
+            return "skipped"  # a duplicate delivery, or a job cancelled while queued: no process to start
+        token = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        code = _run_trainer(settings, job_id, token)
+        if code == 0:
+            return "done"
+        store = JobStore(factory, job_id, token, outage_seconds=settings.db_outage_seconds)
+        if code is None:
+            store.finish(status="failed", error_type="timeout",
+                         error_message=f"the job ran past the limit of {settings.max_job_seconds} s")
+            return "timeout"
+        return settle_lost_run(store, settings, f"the training process ended with exit code {code}")
     finally:
         engine.dispose()
+
+
+def settle_lost_run(store: JobStore, settings: Settings, message: str) -> str:
+    """A run that died: back to the queue while restarts remain, else failed as worker_lost."""
+    with store.factory() as session:
+        job = session.get_one(Job, store.job_id)
+        attempts_left = job.attempt <= job.max_restarts
+        queue = job.queue
+    if attempts_left and store.release(error_type="worker_lost", error_message=message):
+        publish_job(make_celery(settings), store.job_id, queue)
+        log.warning("job %s: %s; requeued", store.job_id, message)
+        return "requeued"
+    if store.finish(status="failed", error_type="worker_lost", error_message=message):
+        log.error("job %s failed: %s", store.job_id, message)
+    return "failed"
+
+
+def _is_queued(factory: sessionmaker[Session], job_id: str) -> bool:
+    with factory() as session:
+        return session.scalar(select(Job.status).where(Job.id == job_id)) == "queued"
+
+
+def _run_trainer(settings: Settings, job_id: str, token: str) -> int | None:
+    """The training process's exit code, or None when it was stopped for running past the time limit."""
+    process = subprocess.Popen([sys.executable, "-m", "workers.trainer", job_id, token],
+                               start_new_session=True)  # its own process group: a terminal's Ctrl-C is ours
+    registry = trainer_registry(settings, os.getppid())
+    registry.mkdir(parents=True, exist_ok=True)
+    pid_file = registry / str(process.pid)
+    pid_file.touch()
+    try:
+        return process.wait(timeout=settings.max_job_seconds)
+    except subprocess.TimeoutExpired:
+        # SIGKILL, not SIGTERM: a SIGTERM would hand the job back to the queue instead of ending it.
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return None
+    finally:
+        pid_file.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ from app.jobs import (
     request_cancel,
     to_public,
 )
-from app.queue import RUN_JOB_TASK
+from app.queue import publish_job
 from app.schemas import JobCreate, JobPublic, JobsPublic
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -29,7 +29,7 @@ def submit_job(job_in: JobCreate, session: SessionDep, celery: CeleryDep, owner:
     job = create_job(session=session, job_in=job_in, owner=owner)
     session.commit()  # the row is the truth: commit before the message goes out
     try:
-        celery.send_task(RUN_JOB_TASK, args=[job.id], queue=job.queue)
+        publish_job(celery, job.id, job.queue)
     except Exception:  # the job stays queued in the database; the broker's outage is not the user's error
         log.exception("job %s stored but not yet sent to the broker", job.id)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
