@@ -16,6 +16,9 @@ from app.main import create_app
 from app.settings import Settings
 from app.tokens import create_token
 
+# The live_stack fixture (an API server and a worker) is shared by the client, CLI and browser tests.
+from live_stack import live_stack  # noqa: F401
+
 POSTGRES_ADMIN_URL = os.environ.get("NNFORGE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("NNFORGE_TEST_REDIS", "redis://127.0.0.1:6379")
 

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from app.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 
@@ -22,13 +22,11 @@ def free_port() -> int:
 
 
 def service_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL"))}
-    env |= {"NNFORGE_HOME": str(settings.nnforge_home), "HEARTBEAT_SECONDS": str(settings.heartbeat_seconds),
-            "TORCH_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    if settings.database_url:
-        env["DATABASE_URL"] = settings.database_url
-    if settings.redis_url:
-        env["REDIS_URL"] = settings.redis_url
+    """The environment that gives a child process exactly these settings."""
+    env = {k: v for k, v in os.environ.items() if k.upper() not in {n.upper() for n in Settings.model_fields}}
+    for name, value in settings.model_dump(exclude_none=True, exclude={"resolved_database_url"}).items():
+        env[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    env |= {"TORCH_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return env
 
 

@@ -1,0 +1,115 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright) against a real API server and
+Celery worker: submit from the form, watch the curves grow, see the end, download, compare."""
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from live_stack import LiveStack
+from support import ROOT, wait_for
+
+from app.client import Client
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+# Long enough (a few thousand steps) to be watched while it runs, short enough for the suite.
+SPEC = {"dataset": {"name": "digits"}, "model": {"arch": "mlp", "hidden_sizes": [32]},
+        "optimizer": {"name": "adam", "lr": 0.003}, "training": {"epochs": 12, "batch_size": 8, "seed": 3}}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    executable = shutil.which("chromium")
+    if executable is None:
+        message = "Debian's chromium is not installed (apt-get install chromium)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_stack: LiveStack):  # type: ignore[no-untyped-def]
+    context = browser.new_context(base_url=live_stack.url, accept_downloads=True,
+                                  viewport={"width": 1400, "height": 1100})
+    page = context.new_page()
+    page.goto("/ui")
+    page.fill("#token-input", live_stack.token)  # entered once, kept by the browser
+    page.click("#token-form button")
+    page.wait_for_selector("#token-state:has-text('token saved')")
+    yield page
+    context.close()
+
+
+def _plotted(page) -> int:  # type: ignore[no-untyped-def]
+    return int(page.get_attribute("#chart-steps", "data-points") or 0)
+
+
+def test_dashboard_submits_a_job_plots_it_live_and_downloads_a_checkpoint(page, live_stack: LiveStack,
+                                                                          tmp_path: Path) -> None:
+    page.goto("/ui/submit")
+    page.select_option("#submit-template", "mlp")
+    page.fill("#submit-spec", json.dumps(SPEC))
+    page.fill("#submit-name", "browser-run")
+    page.click("#submit-form button[type=submit]")
+    page.wait_for_url("**/ui/jobs/*")
+    job_id = page.url.rsplit("/", 1)[1]
+
+    # While it runs, the per-step curve gains points: observe at least two growing counts mid-run.
+    page.wait_for_selector("#job-status:has-text('running')", timeout=120_000)
+    seen: list[int] = []
+
+    def grew() -> bool:
+        if page.text_content("#job-status") == "running":
+            count = _plotted(page)
+            if not seen or count > seen[-1]:
+                seen.append(count)
+        return len([c for c in seen if c > 0]) >= 2
+
+    wait_for(grew, timeout=120, interval=0.3, what=f"the plotted points to grow (seen {seen})")
+    page.wait_for_selector("body[data-ended]", timeout=180_000)
+    assert page.get_attribute("body", "data-ended") == "succeeded", live_stack.logs()
+    assert page.text_content("#job-status") == "succeeded"
+    job = Client(live_stack.url, live_stack.token).job(job_id)
+    total_steps = job.data["progress"]["total_steps"]
+    page.wait_for_function(f"document.getElementById('chart-steps').dataset.points >= {total_steps}")
+    assert int(page.get_attribute("#chart-loss", "data-points") or 0) == 2 * 12  # train and val, each epoch
+
+    page.wait_for_selector("#checkpoints button.download")
+    with page.expect_download() as download:
+        page.click("#checkpoints tbody tr:last-child button[data-format=pt]")
+    saved = tmp_path / "from-browser.pt"
+    download.value.save_as(saved)
+    assert torch.load(saved, weights_only=True)["progress"]["epoch"] == 12
+    page.wait_for_function("document.getElementById('job-log').textContent.includes('epoch 12/12')")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-job.png"), full_page=True)
+
+    page.goto("/ui")
+    page.wait_for_selector(f"#jobs tr[data-job-id='{job_id}']")
+    assert "succeeded" in page.text_content(f"#jobs tr[data-job-id='{job_id}']")
+
+
+def test_compare_page_overlays_two_jobs_and_marks_differing_hyperparameters(page, live_stack: LiveStack
+                                                                            ) -> None:
+    client = Client(live_stack.url, live_stack.token)
+    small = {"dataset": {"name": "moons"}, "model": {"arch": "mlp", "hidden_sizes": [8]},
+             "training": {"epochs": 3}}
+    jobs = [client.submit({**small, "optimizer": {"name": "sgd", "lr": lr}}, name=f"lr-{lr}").wait()
+            for lr in (0.1, 0.01)]
+    assert [job.status for job in jobs] == ["succeeded", "succeeded"]
+
+    page.goto(f"/ui/compare?ids={jobs[0].id},{jobs[1].id}")
+    page.wait_for_function("document.getElementById('chart-compare').dataset.points == '6'")
+    differing = page.locator("#compare-params td.differs").all_text_contents()
+    assert {"0.1", "0.01"} <= set(differing)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-compare.png"), full_page=True)
