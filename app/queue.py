@@ -5,6 +5,7 @@ from typing import Any
 
 from celery import Celery
 
+from app.request_id import connect_celery_signals
 from app.settings import Settings
 
 RUN_JOB_TASK = "nnforge.run_job"
@@ -16,6 +17,7 @@ BROKER_POLL_SECONDS = 0.1  # filesystem broker: ~56 ms median dispatch at 0.1 s
 def make_celery(settings: Settings) -> Celery:
     app = Celery("nnforge")
     app.conf.update(_config(settings))
+    connect_celery_signals()  # both sides build their Celery here: the request id rides every message
     return app
 
 
@@ -36,8 +38,11 @@ def _config(settings: Settings) -> dict[str, Any]:
         return common | {
             "broker_url": settings.redis_url,
             "broker_transport_options": {
-                # Longer than the longest allowed job, so Redis never redelivers a job that is still running.
-                "visibility_timeout": settings.max_job_seconds + 3600,
+                # Longer than the longest allowed job, so Redis does not redeliver a job that is still running;
+                # if it ever does, the duplicate finds the job claimed and exits.
+                "visibility_timeout": settings.broker_visibility_seconds or settings.max_job_seconds + 3600,
+                "unacked_restore_interval": 10,  # sweep for expired unacked messages every ~10 s, not ~100 s
+                "unacked_restore_throttle": 1,
                 "socket_keepalive": True,
                 "socket_timeout": 5,
                 "socket_connect_timeout": 2,

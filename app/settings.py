@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     max_job_seconds: int = Field(default=24 * 3600, ge=1, description="longest allowed run of one job")
     lease_seconds: float = Field(default=30.0, gt=0, description="a running job whose heartbeat is older than "
                                  "this is taken back by the reconciler and resumed from its checkpoint")
+    broker_visibility_seconds: float | None = Field(default=None, gt=0, description="Redis visibility timeout; "
+                                                    "default MAX_JOB_SECONDS + 1 h")
     reconcile_seconds: float = Field(default=10.0, gt=0, description="how often each worker reconciles")
     db_outage_seconds: float = Field(default=600.0, ge=0, description="how long a worker retries its "
                                      "database writes through an outage before giving up")

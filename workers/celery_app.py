@@ -9,7 +9,7 @@ import os
 import signal
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
 from celery.signals import worker_ready, worker_shutting_down
 
 from app.db.engine import make_engine, make_session_factory
@@ -22,8 +22,10 @@ celery_app: Celery = make_celery(get_settings())
 log = logging.getLogger("nnforge.worker")
 
 
-@celery_app.task(name=RUN_JOB_TASK)
-def run_job(job_id: str) -> str:
+@celery_app.task(name=RUN_JOB_TASK, bind=True)
+def run_job(self: Task, job_id: str) -> str:
+    if (self.request.delivery_info or {}).get("redelivered"):
+        log.info("job %s: message redelivered by the broker", job_id)
     return supervise(job_id, get_settings())
 
 

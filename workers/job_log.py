@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.engine import transaction
 from app.db.job_logs import JobLog
+from app.request_id import ENV as REQUEST_ID_ENV
 
 FLUSH_SECONDS = 0.5
 MAX_BUFFERED = 10_000  # lines kept while the database is unreachable; older ones are dropped past this
@@ -71,7 +72,8 @@ class JobLogHandler(logging.Handler):
 
 
 @contextmanager
-def job_log(factory: sessionmaker[Session], job_id: str, attempt: int, device: str) -> Iterator[JobLogHandler]:
+def job_log(factory: sessionmaker[Session], job_id: str, attempt: int,
+            device: str) -> Iterator[JobLogHandler]:
     """Send the `nnforge.*` loggers and Python warnings to the job's log while the block runs; `device` is
     the spec's training.device."""
     handler = JobLogHandler(factory, job_id, attempt)
@@ -81,8 +83,9 @@ def job_log(factory: sessionmaker[Session], job_id: str, attempt: int, device: s
         logger.addHandler(handler)
         if logger.getEffectiveLevel() > logging.INFO:
             logger.setLevel(logging.INFO)
-    log.info("job %s attempt %d: training process %d on %s", job_id, attempt, os.getpid(),
-             describe_device(device))
+    submitted_by = f" (request {os.environ[REQUEST_ID_ENV]})" if os.environ.get(REQUEST_ID_ENV) else ""
+    log.info("job %s attempt %d: training process %d on %s%s", job_id, attempt, os.getpid(),
+             describe_device(device), submitted_by)
     try:
         yield handler
     finally:

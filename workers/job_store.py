@@ -21,7 +21,7 @@ from app.db.tables import Checkpoint, Dataset, Job, Metric
 log = logging.getLogger("nnforge.worker")
 P = ParamSpec("P")
 R = TypeVar("R")
-MAX_BACKOFF_SECONDS = 5.0
+MAX_BACKOFF_SECONDS = 2.0
 
 
 class LeaseLost(RuntimeError):

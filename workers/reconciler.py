@@ -24,8 +24,8 @@ log = logging.getLogger("nnforge.reconciler")
 class Reconciler:
     def __init__(self, factory: sessionmaker[Session], celery: Celery, settings: Settings) -> None:
         self.factory, self.celery, self.settings = factory, celery, settings
-        # After the database comes back, heartbeats are stale through no runner's fault: wait one lease
-        # period of our own uninterrupted view before judging any lease.
+        # After the database comes back, heartbeats are stale through no runner's fault: judge leases only
+        # after an uninterrupted view of our own.
         self.connected_since: float | None = None
 
     def run_once(self) -> dict[str, int]:
@@ -38,7 +38,8 @@ class Reconciler:
         if self.connected_since is None:
             self.connected_since = time.monotonic()
         counts = {"requeued": 0, "failed": 0, "republished": 0}
-        if time.monotonic() - self.connected_since >= self.settings.lease_seconds:
+        # Two lease periods: one for runners to renew after an outage (their retries back off up to 2 s).
+        if time.monotonic() - self.connected_since >= 2 * self.settings.lease_seconds:
             counts |= self.take_back_lapsed_leases()
         counts["republished"] = self.republish_lost_messages()
         return counts
