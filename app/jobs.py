@@ -15,6 +15,7 @@ from app.db.base import utcnow
 from app.db.tables import TERMINAL_STATUSES, Dataset, Job
 from app.queue import QUEUE_FOR_DEVICE
 from app.schemas import JobCreate, JobError, JobPublic, Progress
+from app.settings import Settings
 from models.splits import split_sizes
 from models.dataset_info import BUILTIN_DATASETS, DatasetInfo
 from models.errors import SpecError
@@ -44,9 +45,18 @@ def dataset_info_for(*, session: Session, spec: JobSpec, owner: str) -> tuple[Da
     return DatasetInfo.model_validate(row.info), row.id
 
 
-def create_job(*, session: Session, job_in: JobCreate, owner: str) -> Job:
+class TooManyJobs(RuntimeError):
+    """An owner is at its limit of queued jobs."""
+
+
+def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Settings) -> Job:
     """Validate against the dataset, dry-check on the CPU and insert the job as queued (not yet sent)."""
     from models.dry_check import dry_check  # torch loads here, on the first submission, not at start-up
+
+    queued = session.scalar(select(func.count()).select_from(Job).where(Job.owner == owner,
+                                                                       Job.status == "queued")) or 0
+    if queued >= limits.max_queued_jobs_per_owner:
+        raise TooManyJobs(f"{queued} jobs are already queued, the limit per owner; wait for some to start")
 
     spec = JobSpec.model_validate(job_in.model_dump(exclude={"name"}))
     info, dataset_id = dataset_info_for(session=session, spec=spec, owner=owner)
@@ -57,7 +67,7 @@ def create_job(*, session: Session, job_in: JobCreate, owner: str) -> Job:
         id=str(uuid.uuid4()), owner=owner, name=job_in.name, arch=spec.model.arch,
         spec=spec.model_dump(mode="json"), dataset_id=dataset_id,
         queue=QUEUE_FOR_DEVICE[spec.training.device], num_parameters=num_parameters, status="queued",
-        version=0, attempt=0, max_restarts=3, cancel_requested=False, epoch=0, step=0,
+        version=0, attempt=0, max_restarts=limits.max_restarts, cancel_requested=False, epoch=0, step=0,
         total_epochs=spec.training.epochs, steps_per_epoch=ceil(n_train / spec.training.batch_size),
         latest_metrics={}, best_metrics={}, created_at=utcnow(),
     )

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=1.0, gt=0, le=60,
                                      description="how often a running job writes progress and reads cancel")
     max_job_seconds: int = Field(default=24 * 3600, ge=1, description="longest allowed run of one job")
+    max_restarts: int = Field(default=3, ge=0, le=100, description="times a job whose worker was lost is "
+                              "resumed before it fails")
+    max_queued_jobs_per_owner: int = Field(default=100, ge=1, description="more are refused with 429")
+    max_running_jobs_per_owner: int = Field(default=4, ge=1, description="more wait in the queue")
     lease_seconds: float = Field(default=30.0, gt=0, description="a running job whose heartbeat is older than "
                                  "this is taken back by the reconciler and resumed from its checkpoint")
     broker_visibility_seconds: float | None = Field(default=None, gt=0, description="Redis visibility timeout; "

@@ -440,11 +440,15 @@ def issue_reason(err: Any) -> str:
     return str(err["msg"]).removeprefix("Value error, ")
 
 
+_UNION_TAGS = {"mlp", "cnn", "rnn", "gan", "conv", "sgd", "momentum", "adagrad", "rmsprop", "adam", "step",
+               "cosine"}
+
+
 def dotted_path(raw: Any, loc: tuple[int | str, ...]) -> str:
     """Dotted path of a pydantic error location, without the union tags pydantic inserts ("model.mlp.…")."""
     parts, node = [], raw
     for key in loc:
-        if isinstance(node, dict) and isinstance(key, str) and key not in node and key in node.values():
+        if isinstance(node, dict) and isinstance(key, str) and key not in node and key in _UNION_TAGS:
             continue  # a discriminated-union tag, not a field
         parts.append(str(key))
         node = node.get(key) if isinstance(node, dict) else (

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from app.db.base import utcnow
 from app.db.engine import transaction
@@ -73,12 +73,17 @@ class JobStore:
         self.factory, self.job_id, self.token, self.outage_seconds = factory, job_id, token, outage_seconds
 
     @survives_outages
-    def claim(self) -> ClaimedJob | None:
-        """Take a queued job (a conditional UPDATE); None when it is not queued (a duplicate delivery)."""
+    def claim(self, *, max_running_per_owner: int) -> ClaimedJob | None:
+        """Take a queued job (a conditional UPDATE); None when it is not queued (a duplicate delivery) or
+        its owner already runs `max_running_per_owner` jobs (the reconciler wakes it again later)."""
         now = utcnow()
+        other = aliased(Job)
+        running = (select(func.count()).select_from(other)
+                   .where(other.owner == Job.owner, other.status == "running").scalar_subquery())
         with transaction(self.factory) as session:
             taken = session.execute(
-                update(Job).where(Job.id == self.job_id, Job.status == "queued").values(
+                update(Job).where(Job.id == self.job_id, Job.status == "queued",
+                                  running < max_running_per_owner).values(
                     status="running", attempt=Job.attempt + 1, version=Job.version + 1, lease_owner=self.token,
                     heartbeat_at=now, started_at=now))
             if taken.rowcount != 1:  # type: ignore[attr-defined]

@@ -42,7 +42,7 @@ def main(job_id: str, token: str) -> int:
     torch.set_num_threads(settings.torch_threads)
     engine = make_engine(settings.resolved_database_url)
     store = JobStore(make_session_factory(engine), job_id, token, outage_seconds=settings.db_outage_seconds)
-    claimed = store.claim()
+    claimed = store.claim(max_running_per_owner=settings.max_running_jobs_per_owner)
     if claimed is None:
         log.info("job %s is not queued; nothing to do", job_id)
         return 0

@@ -1,5 +1,6 @@
 """Errors as RFC 9457 problem details (`application/problem+json`), each naming the field and the reason."""
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,7 +10,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from app.api.deps import RateLimited, Unauthorized
-from app.jobs import JobConflict, JobNotFound
+from app.idempotency import IdempotencyInFlight
+from app.jobs import JobConflict, JobNotFound, TooManyJobs
 from models.errors import SpecError
 from models.specs import dotted_path, issue_reason
 
@@ -27,7 +29,18 @@ class PayloadTooLarge(ValueError):
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON)
+    return JSONResponse(_finite(jsonable_encoder(body)), status_code=status, media_type=PROBLEM_JSON)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity; an echoed bad value like that is shown as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _issues_response(issues: list[dict[str, Any]]) -> JSONResponse:
@@ -75,6 +88,16 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(JobConflict)
     async def _conflict(request: Request, error: JobConflict) -> JSONResponse:
         return problem(409, "Conflict", str(error))
+
+    @app.exception_handler(IdempotencyInFlight)
+    async def _in_flight(request: Request, error: IdempotencyInFlight) -> JSONResponse:
+        return problem(409, "Conflict", str(error))
+
+    @app.exception_handler(TooManyJobs)
+    async def _too_many(request: Request, error: TooManyJobs) -> JSONResponse:
+        response = problem(429, "Too many queued jobs", str(error))
+        response.headers["Retry-After"] = "30"
+        return response
 
     @app.exception_handler(PayloadTooLarge)
     async def _too_large(request: Request, error: PayloadTooLarge) -> JSONResponse:

@@ -121,3 +121,17 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class IdempotencyKey(Base):
+    """The first response to a POST sent with an `Idempotency-Key`, replayed for the same key and body."""
+
+    __tablename__ = "idempotency_key"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    route: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)  # None while the first request is in flight
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"body": …, "headers": {…}}
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -21,8 +21,8 @@ def session_factory(settings: Settings) -> sessionmaker[Session]:
 def submit(settings: Settings, spec: dict, *, max_restarts: int = 3) -> str:
     factory = session_factory(settings)
     with factory() as session:
-        job = create_job(session=session, job_in=JobCreate.model_validate(spec), owner="local")
-        job.max_restarts = max_restarts
+        job = create_job(session=session, job_in=JobCreate.model_validate(spec), owner="local",
+                         limits=settings.model_copy(update={"max_restarts": max_restarts}))
         session.commit()
         job_id, queue = job.id, job.queue
     publish_job(make_celery(settings), job_id, queue)

@@ -1,13 +1,15 @@
 """/v1/datasets: upload (.npz or .csv), list (built-ins too), read."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile, status
+from fastapi import APIRouter, File, Form, Header, Request, UploadFile, status
+from fastapi.responses import JSONResponse
 
 from app.api.deps import OwnerDep, SessionDep
 from app.api.problems import NotFound, PayloadTooLarge
 from app.datasets import builtin_public, builtins_public, list_uploads, store_upload, upload_public
 from app.db.tables import Dataset
+from app.idempotency import request_hash, run_once
 from app.schemas import DatasetPublic, DatasetsPublic
 from models.dataset_info import BUILTIN_DATASETS
 from models.limits import MAX_UPLOAD_BYTES
@@ -16,22 +18,30 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 CHUNK = 1 << 20
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetPublic)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetPublic,
+             responses={409: {"description": "the same Idempotency-Key is still in flight"}})
 def upload_dataset(
-    session: SessionDep, owner: OwnerDep,
+    request: Request, session: SessionDep, owner: OwnerDep,
     file: Annotated[UploadFile, File(description=f".npz (x, optional y) or .csv, at most {MAX_UPLOAD_BYTES} B")],
     label_column: Annotated[str | None, Form(max_length=256, description="CSV: the target column")] = None,
-) -> DatasetPublic:
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> JSONResponse:
     """The file is parsed and checked before it is stored; the response says what nnforge saw in it."""
     data = bytearray()
     while chunk := file.file.read(CHUNK):
         data += chunk
         if len(data) > MAX_UPLOAD_BYTES:
             raise PayloadTooLarge(f"uploads are limited to {MAX_UPLOAD_BYTES:,} bytes")
-    dataset = store_upload(session=session, owner=owner, filename=file.filename or "upload",
-                           data=bytes(data), label_column=label_column)
-    session.commit()
-    return upload_public(dataset)
+
+    def store() -> tuple[int, Any, dict[str, str]]:
+        dataset = store_upload(session=session, owner=owner, filename=file.filename or "upload",
+                               data=bytes(data), label_column=label_column)
+        return 201, upload_public(dataset).model_dump(mode="json"), {"Location": f"/v1/datasets/{dataset.id}"}
+
+    fingerprint = request_hash(bytes(data), (file.filename or "").encode(), (label_column or "").encode())
+    result = run_once(request.app.state.session_factory, session, owner=owner, route="POST /v1/datasets",
+                      key=idempotency_key, fingerprint=fingerprint, produce=store)
+    return JSONResponse(result.body, status_code=result.status_code, headers=result.headers)
 
 
 @router.get("", response_model=DatasetsPublic)

@@ -1,9 +1,10 @@
 """/v1/jobs: submit, read, list, cancel."""
 
 import logging
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, status
+from fastapi.responses import JSONResponse
 
 from app.api.deps import CeleryDep, OwnerDep, SessionDep
 from app.jobs import (
@@ -15,6 +16,7 @@ from app.jobs import (
     request_cancel,
     to_public,
 )
+from app.idempotency import request_hash, run_once
 from app.queue import publish_job
 from app.schemas import JobCreate, JobPublic, JobsPublic
 
@@ -22,18 +24,29 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger("nnforge.api")
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
-def submit_job(job_in: JobCreate, session: SessionDep, celery: CeleryDep, owner: OwnerDep,
-               response: Response) -> JobPublic:
-    """Validate and dry-check the spec, store the job as queued, then wake a worker."""
-    job = create_job(session=session, job_in=job_in, owner=owner)
-    session.commit()  # the row is the truth: commit before the message goes out
-    try:
-        publish_job(celery, job.id, job.queue)
-    except Exception:  # the job stays queued in the database; the broker's outage is not the user's error
-        log.exception("job %s stored but not yet sent to the broker", job.id)
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return to_public(job, position=queue_position(session=session, job=job))
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic,
+             responses={409: {"description": "the same Idempotency-Key is still in flight"}})
+def submit_job(job_in: JobCreate, request: Request, session: SessionDep, celery: CeleryDep, owner: OwnerDep,
+               idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> JSONResponse:
+    """Validate and dry-check the spec, store the job as queued, then wake a worker. With an
+    `Idempotency-Key`, a retry of the same request returns the first response and creates nothing."""
+
+    def create() -> tuple[int, Any, dict[str, str]]:
+        job = create_job(session=session, job_in=job_in, owner=owner, limits=request.app.state.settings)
+        public = to_public(job, position=queue_position(session=session, job=job))
+        return 202, public.model_dump(mode="json"), {"Location": f"/v1/jobs/{job.id}"}
+
+    # The row is the truth: it commits (with the idempotency record) before the message goes out.
+    result = run_once(request.app.state.session_factory, session, owner=owner, route="POST /v1/jobs",
+                      key=idempotency_key, fingerprint=request_hash(job_in.model_dump_json().encode()),
+                      produce=create)
+    job_id, queue = result.body["id"], result.body["queue"]
+    if not result.replayed:
+        try:
+            publish_job(celery, job_id, queue)
+        except Exception:  # the job stays queued; the reconciler re-sends what the broker lacks
+            log.exception("job %s stored but not yet sent to the broker", job_id)
+    return JSONResponse(result.body, status_code=result.status_code, headers=result.headers)
 
 
 @router.get("", response_model=JobsPublic)
