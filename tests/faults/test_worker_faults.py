@@ -88,3 +88,17 @@ def test_warm_shutdown_hands_the_job_back_and_a_new_worker_resumes_it(fault_sett
         second.stop()
     assert job.attempt == 2
     assert steps_of(factory, job_id) == list(range(1, TOTAL_STEPS + 1))
+
+
+def test_a_job_past_the_time_limit_fails_as_timeout(fault_settings: Settings, tmp_path: Path) -> None:
+    settings = fault_settings.model_copy(update={"max_job_seconds": 8})
+    factory = session_factory(settings)
+    job_id = submit(settings, SPEC | {"training": {"epochs": 1000, "batch_size": 16}})
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        job = wait_for(lambda: (j := job_row(factory, job_id)).status not in ("queued", "running") and j,
+                       timeout=120, what="the job to end")
+    finally:
+        worker.stop()
+    assert (job.status, job.error_type, job.attempt) == ("failed", "timeout", 1)
+    assert not trainer_pids(job_id)
