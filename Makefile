@@ -3,13 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SPEC ?= examples/mlp-digits.yaml
+EXTRAS ?= dev,onnx  # onnx: ?format=onnx exports (about 120 MB); drop it with EXTRAS=dev
 
 .PHONY: install run train test lint bench clean
 
 $(BIN)/nnforge: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
 install: $(BIN)/nnforge

@@ -9,6 +9,7 @@ import typer
 import yaml
 from rich.console import Console
 
+from app import cli_jobs
 from app.spec_files import apply_overrides, read_spec_file
 from models.errors import SpecError
 from models.specs import parse_job_spec
@@ -152,6 +153,9 @@ def token_list() -> None:
         for row in list_tokens(session=session):
             state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "live"
             typer.echo(f"{row.id}  {row.owner}  {state}  {row.name or ''}")
+
+
+cli_jobs.register(cli)  # submit, list, status, metrics, logs, cancel, download, datasets: the remote commands
 
 
 def main() -> None:

@@ -2,11 +2,14 @@
 
 from fastapi import FastAPI
 
-from app.api.problems import install_problem_handlers
-from app.api.routes import catalog, checkpoints, datasets, health, jobs, metrics
+from app.api.problems import install_problem_handlers, problem_responses
+from app.body_limit import BodyLimitMiddleware
+from app.api.routes import catalog, checkpoints, dashboard, datasets, events, health, jobs, logs, metrics
 from app.db.engine import make_engine, make_session_factory
+from app.observability import install_metrics
 from app.queue import ensure_broker_folders, make_celery
 from app.rate_limit import RateLimiter
+from app.request_id import RequestIdMiddleware, configure_logging
 from app.settings import Settings, get_settings
 
 
@@ -22,6 +25,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.celery = make_celery(settings)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     install_problem_handlers(app)
-    for module in (jobs, metrics, checkpoints, datasets, catalog, health):
+    for module in (jobs, metrics, events, logs, checkpoints, datasets, catalog):
+        app.include_router(module.router, responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 503))
+    for module in (health, dashboard):
         app.include_router(module.router)
+    app.mount("/static", dashboard.static_files, name="static")
+    install_metrics(app, app.state.session_factory)
+    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(BodyLimitMiddleware)  # outermost: nothing reads a body past its cap
+    configure_logging()
     return app

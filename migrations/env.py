@@ -3,9 +3,9 @@
 from alembic import context
 from sqlalchemy import pool
 
+from app.db import job_logs, tables  # noqa: F401  (registers every table on Base.metadata)
 from app.db.base import Base
 from app.db.engine import make_engine
-from app.db import tables  # noqa: F401  (registers the tables on Base.metadata)
 from app.settings import get_settings
 
 config = context.config

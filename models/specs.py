@@ -19,8 +19,17 @@ Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
 LearningRate = Annotated[float, Field(gt=0.0, le=limits.MAX_LEARNING_RATE)]
 
 
+def _tags_required(schema: dict[str, Any]) -> None:
+    """List union tags (`arch`, `name`, `kind`) as required in the published schema, so generated clients
+    always send them, even where the server would fill in a default."""
+    properties = schema.get("properties", {})
+    tags = [t for t in ("arch", "name", "kind") if "const" in properties.get(t, {})]
+    if tags:
+        schema["required"] = sorted(set(schema.get("required", [])) | set(tags))
+
+
 class Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra=_tags_required)
 
 
 def _linear_params(n_in: int, n_out: int) -> int:

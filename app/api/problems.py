@@ -7,6 +7,8 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from sqlalchemy.exc import OperationalError
 
 from app.api.deps import RateLimited, Unauthorized
@@ -16,6 +18,32 @@ from models.errors import SpecError
 from models.specs import dotted_path, issue_reason
 
 PROBLEM_JSON = "application/problem+json"
+
+
+# RFC 9457 problem details; `errors` lists each invalid field of a 422. Written out (no $refs) so that it
+# can sit inline under every response it describes.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object", "required": ["field", "reason"], "properties": {
+            "field": {"type": "string"}, "value": {}, "reason": {"type": "string"}}}},
+    },
+}
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problems a route may answer with."""
+    described = {400: "malformed request", 401: "missing, unknown or revoked token",
+                 404: "no such object (or another owner's)", 409: "conflicts with the object's state",
+                 413: "body over its cap", 422: "invalid field(s); each is named in `errors`",
+                 429: "over a per-owner limit; see Retry-After", 503: "database or broker unreachable"}
+    return {code: {"description": described[code], "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
+            for code in codes}
 
 
 class NotFound(LookupError):
@@ -48,6 +76,9 @@ def _issues_response(issues: list[dict[str, Any]]) -> JSONResponse:
     return problem(422, "Invalid request", detail, errors=issues)
 
 
+_TITLES = {400: "Bad request", 404: "Not found", 405: "Method not allowed"}
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -64,6 +95,15 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(SpecError)
     async def _spec(request: Request, error: SpecError) -> JSONResponse:
         return _issues_response([{"field": i.field, "value": i.value, "reason": i.reason} for i in error.issues])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        response = problem(error.status_code, _TITLES.get(error.status_code, "Error"), str(error.detail))
+        if error.status_code == 405:  # every method the path supports, not only those of one route
+            methods = {m for route in request.app.router.routes
+                       if route.matches(request.scope)[0] != Match.NONE for m in getattr(route, "methods", ())}
+            response.headers["Allow"] = ", ".join(sorted(methods))
+        return response
 
     @app.exception_handler(Unauthorized)
     async def _unauthorized(request: Request, error: Unauthorized) -> JSONResponse:

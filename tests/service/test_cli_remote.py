@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -64,6 +65,15 @@ def test_submit_follows_to_success_then_status_metrics_logs_and_downloads(live_s
     saved = _nnforge(live_stack, "download", job_id, str(tmp_path), "--checkpoint", "latest", "-o", "json")
     model = load_model(json.loads(saved.stdout)["path"])
     assert torch.equal(tensors["model.layers.0.weight"], model.network.layers[0].weight)
+
+    ort = pytest.importorskip("onnxruntime", reason="the optional extra nnforge[onnx]")
+    onnx = _nnforge(live_stack, "download", job_id, str(tmp_path / "m.onnx"), "--format", "onnx",
+                    "--checkpoint", "latest")
+    assert onnx.returncode == 0, onnx.stderr
+    points = torch.randn(5, 2)
+    (logits,) = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"input": points.numpy()})
+    with torch.no_grad():
+        assert np.allclose(logits, model(points).numpy(), atol=1e-5)
 
 
 def test_submit_points_spec_errors_at_the_yaml_line(live_stack: LiveStack, tmp_path: Path) -> None:

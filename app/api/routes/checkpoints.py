@@ -1,12 +1,13 @@
-"""/v1/jobs/{id}/checkpoints: the list, and downloads as .pt or safetensors."""
+"""/v1/jobs/{id}/checkpoints: the list, and downloads as .pt, safetensors or ONNX."""
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
 from app.api.deps import OwnerDep, SessionDep
-from app.api.problems import NotFound
+from app.api.problems import NotFound, problem
 from app.checkpoints import find_checkpoint, list_checkpoints, verified_bytes
+from app.exports import ExportUnavailable, Format, convert
 from app.jobs import get_job
 from app.schemas import CheckpointPublic
 
@@ -24,11 +25,12 @@ def read_checkpoints(job_id: str, session: SessionDep, owner: OwnerDep) -> list[
             responses={200: {"content": {"application/octet-stream": {}}}, 304: {"description": "unchanged"}})
 def download_checkpoint(
     job_id: str, which: str, session: SessionDep, owner: OwnerDep,
-    format_: Annotated[Literal["pt", "safetensors"], Query(alias="format")] = "pt",
+    format_: Annotated[Format, Query(alias="format")] = "pt",
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """`which`: a checkpoint id, `latest` or `best`. `.pt` resumes and rebuilds (models.load_model);
-    safetensors holds the weights alone with the spec in its metadata."""
+    safetensors holds the weights alone with the spec in its metadata; onnx is the model for serving (raw
+    inputs, normalisation inside; a GAN's generator), 501 when the server lacks the `onnx` extra."""
     job = get_job(session=session, job_id=job_id, owner=owner)
     checkpoint = find_checkpoint(session=session, job=job, which=which)
     if checkpoint is None:
@@ -36,11 +38,10 @@ def download_checkpoint(
     etag = f'"{checkpoint.sha256}-{format_}"'
     if if_none_match == etag:
         return Response(status_code=304, headers={"ETag": etag})
-    data = verified_bytes(checkpoint)
-    if format_ == "safetensors":
-        from models.checkpoint import export_safetensors, read_checkpoint  # torch loads on first export
-
-        data = export_safetensors(read_checkpoint(data))
+    try:
+        data = convert(verified_bytes(checkpoint), format_)
+    except ExportUnavailable as error:
+        return problem(501, "Not implemented", str(error))
     filename = f"{job.id}-epoch{checkpoint.epoch}-step{checkpoint.step}.{format_}"
     return Response(content=data, media_type="application/octet-stream", headers={
         "Content-Disposition": f'attachment; filename="{filename}"', "ETag": etag})

@@ -1,0 +1,266 @@
+"""The CLI commands that talk to a running nnforge service: submit, list, status, metrics, logs, cancel,
+download, datasets. Exit codes: 0 ok (a followed job succeeded), 1 the job failed or was cancelled,
+2 bad input (the spec, an argument, a 4xx), 3 the service could not be reached or answered 5xx."""
+
+import contextlib
+from collections.abc import Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx2
+import typer
+from rich.console import Console
+
+from app.cli_render import (
+    jobs_table,
+    metrics_table,
+    print_issues,
+    print_json,
+    print_json_line,
+    print_status,
+)
+from app.client import Client, NnforgeError
+
+console = Console(stderr=True)
+out = Console()
+
+
+class Output(StrEnum):
+    text = "text"
+    json = "json"
+
+
+UrlOpt = Annotated[str | None, typer.Option("--url", help="API URL (default: NNFORGE_URL, config file, "
+                                                          "http://127.0.0.1:8000)")]
+TokenOpt = Annotated[str | None, typer.Option("--token", help="API token (default: NNFORGE_TOKEN, config "
+                                                              "file, $NNFORGE_HOME/token)")]
+OutputOpt = Annotated[Output, typer.Option("-o", "--output", help="text for people, json for scripts")]
+JobArg = Annotated[str, typer.Argument(help="the job id")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a field: optimizer.lr=0.01")]
+FollowOpt = Annotated[bool, typer.Option("-f", "--follow", help="print new entries until the job ends")]
+
+
+@contextlib.contextmanager
+
+
+def remote(spec_file: Path | None = None) -> Iterator[None]:
+    """Turn API and connection errors into messages and exit codes."""
+    try:
+        yield
+    except NnforgeError as error:
+        if error.errors:
+            print_issues(console, error.errors, spec_file)
+        else:
+            console.print(f"[red]error[/red] {error}", highlight=False)
+        raise typer.Exit(code=2 if error.status < 500 else 3) from None
+    except httpx2.TransportError as error:
+        console.print(f"[red]error[/red] cannot reach the service: {error}", highlight=False)
+        raise typer.Exit(code=3) from None
+
+
+def client(url: str | None, token: str | None) -> Client:
+    try:
+        return Client(url, token)
+    except ValueError as error:  # an unreadable config file
+        console.print(f"[red]error[/red] {error}", highlight=False)
+        raise typer.Exit(code=2) from None
+
+
+def read_spec(spec_file: Path, overrides: list[str]) -> dict[str, Any]:
+    """The spec as the YAML file and --set say, validated here first so errors point into the file."""
+    from app.spec_files import apply_overrides, read_spec_file
+    from models.errors import SpecError
+    from models.specs import parse_job_spec
+
+    try:
+        raw = apply_overrides(read_spec_file(spec_file), overrides)
+        body = {k: v for k, v in raw.items() if k != "name"}
+        parse_job_spec(body)
+    except SpecError as error:
+        print_issues(console, [vars(issue) for issue in error.issues], spec_file)
+        raise typer.Exit(code=2) from None
+    return raw
+
+
+def exit_code(status: str) -> int:
+    return 0 if status in ("succeeded", "queued", "running") else 1
+
+
+def submit(
+    spec_file: Annotated[Path, typer.Argument(help="job spec, YAML or JSON (`nnforge template`)")],
+    set_: SetOpt = None,
+    name: Annotated[str | None, typer.Option(help="a name to recognise the job by")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the job until it ends")] = True,
+    url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt = Output.text,
+) -> None:
+    """Submit a job and follow it (a progress bar and a line per epoch) until it ends; the exit code is 0
+    only when it succeeds."""
+    from app.cli_follow import Follower
+
+    spec = read_spec(spec_file, set_ or [])
+    with remote(spec_file):
+        job = client(url, token).submit(spec, name=name or spec.get("name"))
+        if output is Output.text:
+            console.print(f"submitted job [bold]{job.id}[/bold] "
+                          f"({job.data['num_parameters']:,} parameters)")
+        if not wait:
+            if output is Output.json:
+                print_json(job.data)
+            else:
+                out.print(job.id)
+            return
+        try:
+            final = (Follower(console).follow(job) if output is Output.text else job.wait().data)
+        except KeyboardInterrupt:
+            console.print(f"stopped following; the job goes on: nnforge status {job.id} | "
+                          f"nnforge cancel {job.id}")
+            raise typer.Exit(code=130) from None
+    if output is Output.json:
+        print_json(final)
+    else:
+        print_status(console, final)
+    raise typer.Exit(code=exit_code(final["status"]))
+
+
+def list_jobs(
+    status: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed, cancelled")] = None,
+    arch: Annotated[str | None, typer.Option(help="mlp, cnn, rnn or gan")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt = Output.text,
+) -> None:
+    """The newest jobs first."""
+    with remote():
+        jobs = [job.data for job in client(url, token).jobs(status=status, arch=arch, limit=limit)]
+    if output is Output.json:
+        print_json(jobs)
+    else:
+        out.print(jobs_table(jobs))
+
+
+def status(job_id: JobArg, url: UrlOpt = None, token: TokenOpt = None,
+           output: OutputOpt = Output.text) -> None:
+    """A job's status, progress, metrics and error; exit code 1 when it failed or was cancelled."""
+    with remote():
+        job = client(url, token).job(job_id).data
+    if output is Output.json:
+        print_json(job)
+    else:
+        print_status(out, job)
+    raise typer.Exit(code=exit_code(job["status"]))
+
+
+def metrics(
+    job_id: JobArg,
+    follow: FollowOpt = False,
+    url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt = Output.text,
+) -> None:
+    """Epoch metrics as a table (-o json: every series); with -f, each new point as it is written."""
+    with remote():
+        job = client(url, token).job(job_id)
+        if not follow:
+            series = job.metrics()
+            if output is Output.json:
+                print_json(series)
+            else:
+                out.print(metrics_table(series))
+            return
+        for event in job.stream():
+            for point in event.data["points"] if event.event == "metrics" else []:
+                if output is Output.json:
+                    print_json_line(point)
+                else:
+                    out.print(f"{point['name']:>16}  epoch {point['epoch']:>4}  step {point['step']:>7}  "
+                              f"{point['value']:.6g}", highlight=False)
+
+
+def logs(
+    job_id: JobArg,
+    follow: FollowOpt = False,
+    url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt = Output.text,
+) -> None:
+    """The worker's log lines of a job: start, device, each epoch, warnings, the traceback of a failure."""
+    with remote():
+        job = client(url, token).job(job_id)
+        lines = job.follow_logs() if follow else iter(job.logs()["items"])
+        for line in lines:
+            if output is Output.json:
+                print_json_line(line)
+            else:
+                out.print(f"{line['time'][:19]} {line['level']:<7} {line['message']}", highlight=False,
+                          markup=False)
+
+
+def cancel(job_id: JobArg, url: UrlOpt = None, token: TokenOpt = None,
+           output: OutputOpt = Output.text) -> None:
+    """Cancel a job: a queued one ends at once, a running one within a step, keeping a checkpoint."""
+    with remote():
+        job = client(url, token).job(job_id).cancel().data
+    if output is Output.json:
+        print_json(job)
+    else:
+        print_status(out, job)
+
+
+def download(
+    job_id: JobArg,
+    path: Annotated[Path | None, typer.Argument(help="file or folder (default: the server's name)")] = None,
+    format_: Annotated[str, typer.Option("--format", help="pt (resume, rebuild), safetensors (weights "
+                                         "+ spec) or onnx (serving; a GAN's generator)")] = "pt",
+    checkpoint: Annotated[str, typer.Option(help="best, latest or a checkpoint id")] = "best",
+    url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt = Output.text,
+) -> None:
+    """Download a checkpoint of a job."""
+    if format_ not in ("pt", "safetensors", "onnx"):
+        console.print(f"[red]error[/red] --format: {format_!r} is not one of pt, safetensors, onnx")
+        raise typer.Exit(code=2)
+    with remote():
+        saved = client(url, token).job(job_id).download(path, format=format_,  # type: ignore[arg-type]
+                                                         checkpoint=checkpoint)
+    if output is Output.json:
+        print_json({"path": str(saved)})
+    else:
+        out.print(str(saved))
+
+
+def datasets_upload(
+    file: Annotated[Path, typer.Argument(help=".npz (x, optional y) or .csv", exists=True,
+                                         dir_okay=False)],
+    label_column: Annotated[str | None, typer.Option(help="CSV: the target column")] = None,
+    url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt = Output.text,
+) -> None:
+    """Upload a dataset; reference it in a spec as `dataset: {id: …}`."""
+    with remote():
+        dataset = client(url, token).upload_dataset(file, label_column=label_column)
+    if output is Output.json:
+        print_json(dataset)
+        return
+    out.print(f"{dataset['id']}  {dataset['name']}: {dataset['task']}, {dataset['num_samples']} samples "
+              f"of shape {dataset['sample_shape']}", highlight=False)
+
+
+def datasets_list(url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt = Output.text) -> None:
+    """Built-in datasets (by name) and your uploads (by id)."""
+    with remote():
+        items = client(url, token).datasets()
+    if output is Output.json:
+        print_json(items)
+        return
+    for item in items:
+        out.print(f"{item['id'] or item['name']:<36}  {item['name']:<16} {item['task']:<15} "
+                  f"{item['num_samples']:>8} samples  {item['sample_shape']}", highlight=False)
+
+
+def register(cli: typer.Typer) -> None:
+    """Add these commands to the `nnforge` command line."""
+    cli.command()(submit)
+    cli.command("list")(list_jobs)
+    cli.command()(status)
+    cli.command()(metrics)
+    cli.command()(logs)
+    cli.command()(cancel)
+    cli.command()(download)
+    datasets = typer.Typer(help="Upload and list datasets.", no_args_is_help=True)
+    datasets.command("upload")(datasets_upload)
+    datasets.command("list")(datasets_list)
+    cli.add_typer(datasets, name="datasets")

@@ -1,0 +1,208 @@
+"""A small Python client for the nnforge API (what the CLI uses):
+
+    from app.client import Client
+    client = Client()                       # URL and token: arguments, env, config file or `nnforge serve`
+    job = client.submit({"dataset": {"name": "digits"}, "model": {"arch": "cnn"}})
+    for event in job.stream():              # status, progress, metrics, end (server-sent events)
+        ...
+    job.wait().status                       # 'succeeded'
+    job.download("cnn.onnx", format="onnx", checkpoint="best")
+"""
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx2
+
+from app.client_config import resolve_config
+from app.sse_parse import Event, parse_events
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+Format = Literal["pt", "safetensors", "onnx"]
+RECONNECT_SECONDS = 1.0
+MAX_RECONNECTS = 30  # in a row without an event in between
+
+
+class NnforgeError(RuntimeError):
+    """An error answer of the API (RFC 9457 problem details): `errors` name each field and reason."""
+
+    def __init__(self, status: int, title: str, detail: str,
+                 errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(f"{status} {title}: {detail}")
+        self.status, self.title, self.detail, self.errors = status, title, detail, errors or []
+
+
+class Client:
+    def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 60.0,
+                 transport: httpx2.BaseTransport | None = None) -> None:
+        config = resolve_config(url, token)
+        self.url = config.url
+        headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
+        self.http = httpx2.Client(base_url=config.url, headers=headers, timeout=timeout, transport=transport)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
+        response = self.http.request(method, path, **kwargs)
+        raise_for_problem(response)
+        return response
+
+    def submit(self, spec: dict[str, Any], *, name: str | None = None) -> "Job":
+        body = spec | ({"name": name} if name else {})
+        return Job(self, self.request("POST", "/v1/jobs", json=body).json())
+
+    def job(self, job_id: str) -> "Job":
+        return Job(self, self.request("GET", f"/v1/jobs/{job_id}").json())
+
+    def jobs(self, *, status: str | None = None, arch: str | None = None, limit: int = 50) -> list["Job"]:
+        """The newest `limit` jobs, following the API's cursor pages."""
+        found: list[Job] = []
+        cursor: str | None = None
+        while len(found) < limit:
+            params = {"limit": min(200, limit - len(found)), "status": status, "arch": arch, "cursor": cursor}
+            page = self.request("GET", "/v1/jobs", params={k: v for k, v in params.items() if v}).json()
+            found += [Job(self, item) for item in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        return found
+
+    def datasets(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/v1/datasets").json()["items"]  # type: ignore[no-any-return]
+
+    def upload_dataset(self, path: str | Path, *, label_column: str | None = None) -> dict[str, Any]:
+        path = Path(path)
+        with path.open("rb") as handle:
+            data = {"label_column": label_column} if label_column else {}
+            return self.request("POST", "/v1/datasets", files={"file": (path.name, handle)},  # type: ignore[no-any-return]
+                                data=data).json()
+
+
+class Job:
+    """A handle on one job; `data` is the API's last answer about it (JobPublic)."""
+
+    def __init__(self, client: Client, data: dict[str, Any]) -> None:
+        self.client, self.data, self.id = client, data, str(data["id"])
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r}, status={self.status!r})"
+
+    @property
+    def status(self) -> str:
+        return str(self.data["status"])
+
+    def refresh(self) -> "Job":
+        self.data = self.client.request("GET", f"/v1/jobs/{self.id}").json()
+        return self
+
+    def cancel(self) -> "Job":
+        self.data = self.client.request("POST", f"/v1/jobs/{self.id}/cancel").json()
+        return self
+
+    def metrics(self, names: list[str] | None = None, *, max_points: int | None = None
+                ) -> dict[str, list[dict[str, Any]]]:
+        """Series by name: [{step, epoch, value, time}, …]."""
+        params: dict[str, Any] = {"name": names or [], **({"max_points": max_points} if max_points else {})}
+        return self.client.request("GET", f"/v1/jobs/{self.id}/metrics",  # type: ignore[no-any-return]
+                                   params=params).json()["series"]
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        return self.client.request("GET", f"/v1/jobs/{self.id}/checkpoints").json()  # type: ignore[no-any-return]
+
+    def logs(self, *, after: int = 0) -> dict[str, Any]:
+        """{status, items: [{id, time, level, logger, message}], next_after}."""
+        return self.client.request("GET", f"/v1/jobs/{self.id}/logs",  # type: ignore[no-any-return]
+                                   params={"after": after}).json()
+
+    def follow_logs(self, *, poll_seconds: float = 1.0) -> Iterator[dict[str, Any]]:
+        """Every log line, then new ones as they are written, until the job is over."""
+        after = 0
+        while True:
+            page = self.logs(after=after)
+            yield from page["items"]
+            after = page["next_after"]
+            if page["status"] in TERMINAL and not page["items"]:
+                return
+            if not page["items"]:
+                time.sleep(poll_seconds)
+
+    def stream(self, *, last_event_id: str | None = None) -> Iterator[Event]:
+        """The job's server-sent events until `end` (included). A dropped connection is resumed from the
+        last event id, so no metric point is lost or repeated."""
+        failures = 0
+        while True:
+            headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+            try:
+                url = f"/v1/jobs/{self.id}/events"
+                with self.client.http.stream("GET", url, headers=headers) as response:
+                    if response.is_error:
+                        response.read()
+                        raise_for_problem(response)
+                    for event in parse_events(response.iter_lines()):
+                        failures, last_event_id = 0, event.id or last_event_id
+                        if event.event == "status":
+                            self.data = event.data
+                        yield event
+                        if event.event == "end":
+                            return
+            except httpx2.TransportError:  # the connection dropped: resume from the last id
+                failures += 1
+                if failures > MAX_RECONNECTS:
+                    raise
+            time.sleep(RECONNECT_SECONDS)
+
+    def wait(self) -> "Job":
+        """Block until the job is over; returns the handle with its final state."""
+        for _ in self.stream():
+            pass
+        return self.refresh()
+
+    def download(self, path: str | Path | None = None, *, format: Format = "pt",
+                 checkpoint: str = "best") -> Path:
+        """Save a checkpoint (`best`, `latest` or an id) as .pt, safetensors or ONNX. `path` may be a file,
+        a folder, or None for the server's file name in the current folder."""
+        url = f"/v1/jobs/{self.id}/checkpoints/{checkpoint}"
+        with self.client.http.stream("GET", url, params={"format": format}) as response:
+            if response.is_error:
+                response.read()
+                raise_for_problem(response)
+            target = _target_path(path, response.headers.get("content-disposition", ""),
+                                  f"{self.id}.{format}")
+            partial = target.with_name(target.name + ".partial")
+            with partial.open("wb") as handle:
+                for chunk in response.iter_bytes():
+                    handle.write(chunk)
+        partial.replace(target)  # a reader never sees half a file
+        return target
+
+
+def _target_path(path: str | Path | None, disposition: str, fallback: str) -> Path:
+    match = re.search(r'filename="([^"/\\]+)"', disposition)
+    name = match.group(1) if match else fallback
+    if path is None:
+        return Path(name)
+    path = Path(path)
+    return path / name if path.is_dir() else path
+
+
+def raise_for_problem(response: httpx2.Response) -> None:
+    if not response.is_error:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    raise NnforgeError(response.status_code, str(body.get("title", response.reason_phrase)),
+                       str(body.get("detail", response.text[:500])), body.get("errors"))
