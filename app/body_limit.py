@@ -13,7 +13,11 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundaries, part headers and form fields
 
 
 def default_cap(path: str) -> int:
-    return MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD_BYTES if path.startswith("/v1/datasets") else MAX_JSON_BODY_BYTES
+    return (
+        MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD_BYTES
+        if path.startswith("/v1/datasets")
+        else MAX_JSON_BODY_BYTES
+    )
 
 
 class BodyLimitMiddleware:
@@ -56,9 +60,23 @@ class BodyLimitMiddleware:
 
 
 async def _refuse(send: Send, cap: int) -> None:
-    body = json.dumps({"type": "about:blank", "title": "Payload too large", "status": 413,
-                       "detail": f"the request body is limited to {cap:,} bytes"}).encode()
-    await send({"type": "http.response.start", "status": 413, "headers": [
-        (b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close")]})
+    body = json.dumps(
+        {
+            "type": "about:blank",
+            "title": "Payload too large",
+            "status": 413,
+            "detail": f"the request body is limited to {cap:,} bytes",
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -13,8 +13,11 @@ class CheckpointCorrupted(RuntimeError):
 
 
 def list_checkpoints(*, session: Session, job: Job) -> list[Checkpoint]:
-    return list(session.scalars(select(Checkpoint).where(Checkpoint.job_id == job.id)
-                                .order_by(Checkpoint.step, Checkpoint.id)))
+    return list(
+        session.scalars(
+            select(Checkpoint).where(Checkpoint.job_id == job.id).order_by(Checkpoint.step, Checkpoint.id)
+        )
+    )
 
 
 def find_checkpoint(*, session: Session, job: Job, which: str) -> Checkpoint | None:
@@ -25,8 +28,13 @@ def find_checkpoint(*, session: Session, job: Job, which: str) -> Checkpoint | N
     if which == "latest":
         return session.scalars(newest).first()
     if which == "best":
-        best = session.scalars(query.where(Checkpoint.epoch == job.best_epoch, Checkpoint.end_of_epoch)
-                               .limit(1)).first() if job.best_epoch is not None else None
+        best = (
+            session.scalars(
+                query.where(Checkpoint.epoch == job.best_epoch, Checkpoint.end_of_epoch).limit(1)
+            ).first()
+            if job.best_epoch is not None
+            else None
+        )
         return best or session.scalars(newest).first()
     if not which.isdigit():
         return None

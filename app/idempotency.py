@@ -2,9 +2,9 @@
 a replay while the first request is still in flight is a 409. Keys are scoped by owner and route."""
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -37,20 +37,33 @@ def request_hash(*parts: bytes) -> str:
     return digest.hexdigest()
 
 
-def begin(factory: sessionmaker[Session], *, owner: str, route: str, key: str, fingerprint: str) -> Replay | None:
+def begin(
+    factory: sessionmaker[Session], *, owner: str, route: str, key: str, fingerprint: str
+) -> Replay | None:
     """Reserve the key (committed at once, so concurrent requests see it); a Replay when it was used."""
     with factory() as session:
-        session.execute(delete(IdempotencyKey).where(
-            IdempotencyKey.owner == owner, IdempotencyKey.route == route, IdempotencyKey.key == key,
-            IdempotencyKey.status_code.is_(None), IdempotencyKey.created_at < utcnow() - ABANDONED_AFTER))
-        session.add(IdempotencyKey(owner=owner, route=route, key=key, request_hash=fingerprint, created_at=utcnow()))
+        session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.owner == owner,
+                IdempotencyKey.route == route,
+                IdempotencyKey.key == key,
+                IdempotencyKey.status_code.is_(None),
+                IdempotencyKey.created_at < utcnow() - ABANDONED_AFTER,
+            )
+        )
+        session.add(
+            IdempotencyKey(owner=owner, route=route, key=key, request_hash=fingerprint, created_at=utcnow())
+        )
         try:
             session.commit()
             return None
         except IntegrityError:
             session.rollback()
-        row = session.scalars(select(IdempotencyKey).where(
-            IdempotencyKey.owner == owner, IdempotencyKey.route == route, IdempotencyKey.key == key)).one()
+        row = session.scalars(
+            select(IdempotencyKey).where(
+                IdempotencyKey.owner == owner, IdempotencyKey.route == route, IdempotencyKey.key == key
+            )
+        ).one()
     if row.request_hash != fingerprint:
         raise SpecError.single("Idempotency-Key", key, "this key was used with a different request body")
     if row.status_code is None or row.response is None:
@@ -58,25 +71,48 @@ def begin(factory: sessionmaker[Session], *, owner: str, route: str, key: str, f
     return Replay(row.status_code, row.response["body"], row.response["headers"], replayed=True)
 
 
-def complete(session: Session, *, owner: str, route: str, key: str, status_code: int, body: Any,
-             headers: dict[str, str]) -> None:
+def complete(
+    session: Session,
+    *,
+    owner: str,
+    route: str,
+    key: str,
+    status_code: int,
+    body: Any,
+    headers: dict[str, str],
+) -> None:
     """Store the response in the caller's transaction, so it commits together with what it describes."""
-    session.execute(update(IdempotencyKey).where(
-        IdempotencyKey.owner == owner, IdempotencyKey.route == route, IdempotencyKey.key == key).values(
-        status_code=status_code, response={"body": body, "headers": headers}))
+    session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.owner == owner, IdempotencyKey.route == route, IdempotencyKey.key == key)
+        .values(status_code=status_code, response={"body": body, "headers": headers})
+    )
 
 
 def abandon(factory: sessionmaker[Session], *, owner: str, route: str, key: str) -> None:
     """Free the key after a failed request, so the client may retry it."""
     with factory() as session:
-        session.execute(delete(IdempotencyKey).where(
-            IdempotencyKey.owner == owner, IdempotencyKey.route == route, IdempotencyKey.key == key,
-            IdempotencyKey.status_code.is_(None)))
+        session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.owner == owner,
+                IdempotencyKey.route == route,
+                IdempotencyKey.key == key,
+                IdempotencyKey.status_code.is_(None),
+            )
+        )
         session.commit()
 
 
-def run_once(factory: sessionmaker[Session], session: Session, *, owner: str, route: str, key: str | None,
-             fingerprint: str, produce: Callable[[], tuple[int, Any, dict[str, str]]]) -> Replay:
+def run_once(
+    factory: sessionmaker[Session],
+    session: Session,
+    *,
+    owner: str,
+    route: str,
+    key: str | None,
+    fingerprint: str,
+    produce: Callable[[], tuple[int, Any, dict[str, str]]],
+) -> Replay:
     """Run `produce` (which writes through `session`) and commit; with a key, at most once per key."""
     if key is None:
         status_code, body, headers = produce()
@@ -87,8 +123,9 @@ def run_once(factory: sessionmaker[Session], session: Session, *, owner: str, ro
         return replay
     try:
         status_code, body, headers = produce()
-        complete(session, owner=owner, route=route, key=key, status_code=status_code, body=body,
-                 headers=headers)
+        complete(
+            session, owner=owner, route=route, key=key, status_code=status_code, body=body, headers=headers
+        )
         session.commit()
     except BaseException:
         session.rollback()

@@ -16,10 +16,10 @@ from app.db.tables import TERMINAL_STATUSES, Dataset, Job
 from app.queue import QUEUE_FOR_DEVICE
 from app.schemas import JobCreate, JobError, JobPublic, Progress
 from app.settings import Settings
-from models.splits import split_sizes
 from models.dataset_info import BUILTIN_DATASETS, DatasetInfo
 from models.errors import SpecError
 from models.specs import JobSpec
+from models.splits import split_sizes
 
 MAX_PAGE_SIZE = 200
 
@@ -37,8 +37,12 @@ def dataset_info_for(*, session: Session, spec: JobSpec, owner: str) -> tuple[Da
     if ref.name is not None:
         return BUILTIN_DATASETS[ref.name], None
     if ref.path is not None:
-        raise SpecError.single("dataset.path", ref.path, "the service reads no local paths: upload the file "
-                               "with POST /v1/datasets and reference it as {\"id\": …}")
+        raise SpecError.single(
+            "dataset.path",
+            ref.path,
+            "the service reads no local paths: upload the file "
+            'with POST /v1/datasets and reference it as {"id": …}',
+        )
     row = session.get(Dataset, ref.id)
     if row is None or row.owner != owner:
         raise SpecError.single("dataset.id", ref.id, "no uploaded dataset has this id")
@@ -53,23 +57,42 @@ def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Setti
     """Validate against the dataset, dry-check on the CPU and insert the job as queued (not yet sent)."""
     from models.dry_check import dry_check  # torch loads here, on the first submission, not at start-up
 
-    queued = session.scalar(select(func.count()).select_from(Job).where(Job.owner == owner,
-                                                                       Job.status == "queued")) or 0
+    queued = (
+        session.scalar(
+            select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == "queued")
+        )
+        or 0
+    )
     if queued >= limits.max_queued_jobs_per_owner:
         raise TooManyJobs(f"{queued} jobs are already queued, the limit per owner; wait for some to start")
 
     spec = JobSpec.model_validate(job_in.model_dump(exclude={"name"}))
     info, dataset_id = dataset_info_for(session=session, spec=spec, owner=owner)
     num_parameters = dry_check(spec, info)
-    n_train = split_sizes(info.num_samples, spec.training.validation_fraction,
-                                  spec.training.test_fraction)["train"]
+    n_train = split_sizes(info.num_samples, spec.training.validation_fraction, spec.training.test_fraction)[
+        "train"
+    ]
     job = Job(
-        id=str(uuid.uuid4()), owner=owner, name=job_in.name, arch=spec.model.arch,
-        spec=spec.model_dump(mode="json"), dataset_id=dataset_id,
-        queue=QUEUE_FOR_DEVICE[spec.training.device], num_parameters=num_parameters, status="queued",
-        version=0, attempt=0, max_restarts=limits.max_restarts, cancel_requested=False, epoch=0, step=0,
-        total_epochs=spec.training.epochs, steps_per_epoch=ceil(n_train / spec.training.batch_size),
-        latest_metrics={}, best_metrics={}, created_at=utcnow(),
+        id=str(uuid.uuid4()),
+        owner=owner,
+        name=job_in.name,
+        arch=spec.model.arch,
+        spec=spec.model_dump(mode="json"),
+        dataset_id=dataset_id,
+        queue=QUEUE_FOR_DEVICE[spec.training.device],
+        num_parameters=num_parameters,
+        status="queued",
+        version=0,
+        attempt=0,
+        max_restarts=limits.max_restarts,
+        cancel_requested=False,
+        epoch=0,
+        step=0,
+        total_epochs=spec.training.epochs,
+        steps_per_epoch=ceil(n_train / spec.training.batch_size),
+        latest_metrics={},
+        best_metrics={},
+        created_at=utcnow(),
     )
     session.add(job)
     session.flush()
@@ -101,8 +124,9 @@ class JobPage:
     next_cursor: str | None
 
 
-def list_jobs(*, session: Session, owner: str, status: str | None, arch: str | None, limit: int,
-              cursor: str | None) -> JobPage:
+def list_jobs(
+    *, session: Session, owner: str, status: str | None, arch: str | None, limit: int, cursor: str | None
+) -> JobPage:
     """Newest first, keyset-paginated on (created_at, id) so every page costs the same."""
     query = select(Job).where(Job.owner == owner)
     if status:
@@ -120,8 +144,11 @@ def list_jobs(*, session: Session, owner: str, status: str | None, arch: str | N
 def queue_position(*, session: Session, job: Job) -> int | None:
     if job.status != "queued":
         return None
-    ahead = select(func.count()).select_from(Job).where(
-        Job.status == "queued", Job.queue == job.queue, Job.created_at < job.created_at)
+    ahead = (
+        select(func.count())
+        .select_from(Job)
+        .where(Job.status == "queued", Job.queue == job.queue, Job.created_at < job.created_at)
+    )
     return session.scalar(ahead) or 0
 
 
@@ -133,15 +160,25 @@ def request_cancel(*, session: Session, job: Job) -> Job:
     if job.status == "queued":
         now = utcnow()
         done = session.execute(
-            update(Job).where(Job.id == job.id, Job.status == "queued", Job.version == job.version).values(
-                status="cancelled", version=Job.version + 1, cancel_requested=True, finished_at=now,
-                error_type="cancelled", error_message="cancelled while queued"))
+            update(Job)
+            .where(Job.id == job.id, Job.status == "queued", Job.version == job.version)
+            .values(
+                status="cancelled",
+                version=Job.version + 1,
+                cancel_requested=True,
+                finished_at=now,
+                error_type="cancelled",
+                error_message="cancelled while queued",
+            )
+        )
         if done.rowcount == 1:  # type: ignore[attr-defined]
             session.refresh(job)
             return job
         session.refresh(job)  # it started (or ended) meanwhile: decide again on the fresh state
         return request_cancel(session=session, job=job)
-    session.execute(update(Job).where(Job.id == job.id, Job.status == "running").values(cancel_requested=True))
+    session.execute(
+        update(Job).where(Job.id == job.id, Job.status == "running").values(cancel_requested=True)
+    )
     session.refresh(job)
     return job
 
@@ -150,12 +187,29 @@ def to_public(job: Job, *, position: int | None) -> JobPublic:
     total_steps = job.steps_per_epoch * job.total_epochs if job.steps_per_epoch else None
     fraction = 1.0 if job.status == "succeeded" else (job.step / total_steps if total_steps else 0.0)
     return JobPublic(
-        id=job.id, name=job.name, status=job.status, arch=job.arch, spec=job.spec,  # type: ignore[arg-type]
-        num_parameters=job.num_parameters, queue=job.queue, queue_position=position, attempt=job.attempt,
-        max_restarts=job.max_restarts, cancel_requested=job.cancel_requested,
-        progress=Progress(epoch=job.epoch, total_epochs=job.total_epochs, step=job.step,
-                          total_steps=total_steps, fraction=min(1.0, fraction)),
-        latest_metrics=job.latest_metrics, best_metrics=job.best_metrics, best_epoch=job.best_epoch,
+        id=job.id,
+        name=job.name,
+        status=job.status,
+        arch=job.arch,
+        spec=job.spec,  # type: ignore[arg-type]
+        num_parameters=job.num_parameters,
+        queue=job.queue,
+        queue_position=position,
+        attempt=job.attempt,
+        max_restarts=job.max_restarts,
+        cancel_requested=job.cancel_requested,
+        progress=Progress(
+            epoch=job.epoch,
+            total_epochs=job.total_epochs,
+            step=job.step,
+            total_steps=total_steps,
+            fraction=min(1.0, fraction),
+        ),
+        latest_metrics=job.latest_metrics,
+        best_metrics=job.best_metrics,
+        best_epoch=job.best_epoch,
         error=JobError(type=job.error_type, message=job.error_message or "") if job.error_type else None,
-        created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
     )

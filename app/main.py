@@ -3,8 +3,8 @@
 from fastapi import FastAPI
 
 from app.api.problems import install_problem_handlers, problem_responses
-from app.body_limit import BodyLimitMiddleware
 from app.api.routes import catalog, checkpoints, dashboard, datasets, events, health, jobs, logs, metrics
+from app.body_limit import BodyLimitMiddleware
 from app.db.engine import make_engine, make_session_factory
 from app.observability import install_metrics
 from app.queue import ensure_broker_folders, make_celery

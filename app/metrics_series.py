@@ -10,9 +10,12 @@ from app.db.tables import Metric
 from app.schemas import MetricPoint
 
 
-def read_series(*, session: Session, job_id: str, names: Sequence[str], after_step: int | None
-                ) -> dict[str, list[MetricPoint]]:
-    query = select(Metric.name, Metric.step, Metric.epoch, Metric.value, Metric.time).where(Metric.job_id == job_id)
+def read_series(
+    *, session: Session, job_id: str, names: Sequence[str], after_step: int | None
+) -> dict[str, list[MetricPoint]]:
+    query = select(Metric.name, Metric.step, Metric.epoch, Metric.value, Metric.time).where(
+        Metric.job_id == job_id
+    )
     if names:
         query = query.where(Metric.name.in_(names))
     if after_step is not None:
@@ -31,7 +34,7 @@ def downsample(points: list[MetricPoint], max_points: int) -> list[MetricPoint]:
     buckets = max(1, max_points // 2)
     kept: list[MetricPoint] = []
     for b in range(buckets):
-        chunk = points[b * len(points) // buckets:(b + 1) * len(points) // buckets]
+        chunk = points[b * len(points) // buckets : (b + 1) * len(points) // buckets]
         if not chunk:
             continue
         low = min(chunk, key=lambda p: p.value)

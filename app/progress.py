@@ -15,16 +15,23 @@ from models.train import EpochReport, Hook, StepReport
 class RichProgressHook(Hook):
     def __init__(self, console: Console, destination: Path) -> None:
         self.console, self.destination = console, destination
-        self.bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[loss]}"), TimeRemainingColumn(), console=console)
+        self.bar = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[loss]}"),
+            TimeRemainingColumn(),
+            console=console,
+        )
         self.task: Any = None
 
     def __enter__(self) -> "RichProgressHook":
         self.bar.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self.bar.stop()
 
     def on_step(self, report: StepReport) -> None:
@@ -38,8 +45,10 @@ class RichProgressHook(Hook):
             self.bar.update(self.task, total=report.total_epochs * report.steps_per_epoch)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in report.metrics.items() if not k.startswith("test_"))
         best = " *" if report.is_best else ""
-        self.console.print(f"epoch {report.epoch}/{report.total_epochs}  {shown}  "
-                           f"({report.samples_per_second:,.0f} samples/s){best}")
+        self.console.print(
+            f"epoch {report.epoch}/{report.total_epochs}  {shown}  "
+            f"({report.samples_per_second:,.0f} samples/s){best}"
+        )
 
     def on_checkpoint(self, checkpoint: dict[str, Any], report: EpochReport | None) -> None:
         partial = self.destination.with_name(self.destination.name + ".partial")

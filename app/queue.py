@@ -38,7 +38,7 @@ def _config(settings: Settings) -> dict[str, Any]:
         return common | {
             "broker_url": settings.redis_url,
             "broker_transport_options": {
-                # Longer than the longest allowed job, so Redis does not redeliver a job that is still running;
+                # Longer than the longest allowed job, so Redis does not redeliver a running job;
                 # if it ever does, the duplicate finds the job claimed and exits.
                 "visibility_timeout": settings.broker_visibility_seconds or settings.max_job_seconds + 3600,
                 "unacked_restore_interval": 10,  # sweep for expired unacked messages every ~10 s, not ~100 s

@@ -31,14 +31,42 @@ def worker_device(settings: Settings) -> str:
 
 def worker_command(settings: Settings) -> list[str]:
     device = worker_device(settings)
-    return [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool", "prefork",
-            "--concurrency", "1", "--queues", ",".join(QUEUES_FOR_WORKER[device]), "--hostname",
-            f"{device}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery_app",
+        "worker",
+        "--pool",
+        "prefork",
+        "--concurrency",
+        "1",
+        "--queues",
+        ",".join(QUEUES_FOR_WORKER[device]),
+        "--hostname",
+        f"{device}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+    ]
 
 
 def api_command(settings: Settings) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host", settings.host,
-            "--port", str(settings.port), "--log-level", "info"]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app.main:create_app",
+        "--factory",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--log-level",
+        "info",
+    ]
 
 
 def token_file(settings: Settings) -> Path:
@@ -77,11 +105,18 @@ def serve(settings: Settings, *, with_worker: bool = True) -> int:
     if with_worker:
         children.append(subprocess.Popen(worker_command(settings)))
     url = f"http://{settings.host}:{settings.port}"
-    auth = f" -H \"Authorization: Bearer $(cat {token_file(settings)})\"" if settings.auth else ""
-    print(f"nnforge is up: {url}  (API docs: {url}/docs; Ctrl-C stops it)\n"
-          + (f"API token: in {token_file(settings)} (the nnforge CLI reads it from there)\n" if settings.auth else "")
-          + f"try: curl -s -X POST {url}/v1/jobs{auth} -H 'content-type: application/json' "
-          "-d '{\"dataset\": {\"name\": \"digits\"}, \"model\": {\"arch\": \"mlp\"}}'", flush=True)
+    auth = f' -H "Authorization: Bearer $(cat {token_file(settings)})"' if settings.auth else ""
+    print(
+        f"nnforge is up: {url}  (API docs: {url}/docs; Ctrl-C stops it)\n"
+        + (
+            f"API token: in {token_file(settings)} (the nnforge CLI reads it from there)\n"
+            if settings.auth
+            else ""
+        )
+        + f"try: curl -s -X POST {url}/v1/jobs{auth} -H 'content-type: application/json' "
+        '-d \'{"dataset": {"name": "digits"}, "model": {"arch": "mlp"}}\'',
+        flush=True,
+    )
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:

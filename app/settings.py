@@ -14,29 +14,44 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     nnforge_home: Path = Field(default=Path(".nnforge"), description="data folder of the embedded mode")
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in NNFORGE_HOME")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite in NNFORGE_HOME"
+    )
     redis_url: str | None = Field(default=None, description="Redis broker URL; default: filesystem broker")
     host: str = Field(default="127.0.0.1", description="address `nnforge serve` listens on")
     port: int = Field(default=8000, ge=1, le=65535)
     auth: bool = Field(default=True, description="require API tokens; off is allowed on loopback only")
     rate_limit_per_second: float = Field(default=50.0, gt=0, description="requests per second per owner")
     rate_limit_burst: int = Field(default=100, ge=1, description="requests an owner may send at once")
-    worker_device: str = Field(default="auto", pattern="^(auto|cpu|gpu)$",
-                               description="which queues a worker takes: cpu, gpu, or auto (gpu if nvidia-smi works)")
-    heartbeat_seconds: float = Field(default=1.0, gt=0, le=60,
-                                     description="how often a running job writes progress and reads cancel")
+    worker_device: str = Field(
+        default="auto",
+        pattern="^(auto|cpu|gpu)$",
+        description="which queues a worker takes: cpu, gpu, or auto (gpu if nvidia-smi works)",
+    )
+    heartbeat_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="how often a running job writes progress and reads cancel"
+    )
     max_job_seconds: int = Field(default=24 * 3600, ge=1, description="longest allowed run of one job")
-    max_restarts: int = Field(default=3, ge=0, le=100, description="times a job whose worker was lost is "
-                              "resumed before it fails")
+    max_restarts: int = Field(
+        default=3, ge=0, le=100, description="times a job whose worker was lost is resumed before it fails"
+    )
     max_queued_jobs_per_owner: int = Field(default=100, ge=1, description="more are refused with 429")
     max_running_jobs_per_owner: int = Field(default=4, ge=1, description="more wait in the queue")
-    lease_seconds: float = Field(default=30.0, gt=0, description="a running job whose heartbeat is older than "
-                                 "this is taken back by the reconciler and resumed from its checkpoint")
-    broker_visibility_seconds: float | None = Field(default=None, gt=0, description="Redis visibility timeout; "
-                                                    "default MAX_JOB_SECONDS + 1 h")
+    lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="a running job whose heartbeat is older than "
+        "this is taken back by the reconciler and resumed from its checkpoint",
+    )
+    broker_visibility_seconds: float | None = Field(
+        default=None, gt=0, description="Redis visibility timeout; default MAX_JOB_SECONDS + 1 h"
+    )
     reconcile_seconds: float = Field(default=10.0, gt=0, description="how often each worker reconciles")
-    db_outage_seconds: float = Field(default=600.0, ge=0, description="how long a worker retries its "
-                                     "database writes through an outage before giving up")
+    db_outage_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="how long a worker retries its database writes through an outage before giving up",
+    )
     torch_threads: int = Field(default=1, ge=1, le=256, description="torch CPU threads per training process")
 
     @computed_field  # type: ignore[prop-decorator]

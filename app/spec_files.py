@@ -18,14 +18,18 @@ def read_spec_file(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError.single("spec", str(path), f"not valid YAML{where}: {getattr(error, 'problem', error)}")
+        raise SpecError.single(
+            "spec", str(path), f"not valid YAML{where}: {getattr(error, 'problem', error)}"
+        ) from None
     if not isinstance(data, dict):
-        raise SpecError.single("spec", type(data).__name__, "the file must hold a mapping with dataset, model, …")
+        raise SpecError.single(
+            "spec", type(data).__name__, "the file must hold a mapping with dataset, model, …"
+        )
     return data
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """`optimizer.lr=0.01`: the value is parsed as YAML (numbers, lists, booleans); intermediate maps are made."""
+    """`optimizer.lr=0.01`: the value is read as YAML (numbers, lists, booleans); missing maps are made."""
     for override in overrides:
         path, sep, raw_value = override.partition("=")
         if not sep or not path:

@@ -27,8 +27,9 @@ def hash_token(secret: str) -> str:
 
 def create_token(*, session: Session, owner: str, name: str | None = None) -> NewToken:
     secret = PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(id=str(uuid.uuid4()), owner=owner, name=name, token_hash=hash_token(secret),
-                   created_at=utcnow())
+    row = ApiToken(
+        id=str(uuid.uuid4()), owner=owner, name=name, token_hash=hash_token(secret), created_at=utcnow()
+    )
     session.add(row)
     session.flush()
     return NewToken(row.id, owner, secret)
@@ -43,8 +44,11 @@ def owner_of(*, session: Session, secret: str) -> str | None:
 
 
 def revoke_token(*, session: Session, token_id: str) -> bool:
-    done = session.execute(update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
-                           .values(revoked_at=utcnow()))
+    done = session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
     return done.rowcount == 1  # type: ignore[attr-defined]
 
 

@@ -40,10 +40,17 @@ def rng_state(shuffle: torch.Generator) -> dict[str, Any]:
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "shuffle": shuffle.get_state(),
-        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-        "python": {"version": py_version, "internal": torch.tensor(py_internal, dtype=torch.int64),
-                   "gauss": py_gauss},
+        "numpy": {
+            "key": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {
+            "version": py_version,
+            "internal": torch.tensor(py_internal, dtype=torch.int64),
+            "gauss": py_gauss,
+        },
     }
 
 
@@ -53,15 +60,33 @@ def restore_rng(state: dict[str, Any], shuffle: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
     shuffle.set_state(state["shuffle"])
     np_state = state["numpy"]
-    np.random.set_state(("MT19937", np_state["key"].numpy().astype(np.uint32), np_state["pos"],
-                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            np_state["key"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
     py = state["python"]
     random.setstate((py["version"], tuple(py["internal"].tolist()), py["gauss"]))
 
 
-def make_checkpoint(*, spec: JobSpec, info: DatasetInfo, model: nn.Module, optimizers: dict[str, Any],
-                    schedulers: dict[str, Any], scaler: Any, progress: Progress, rng: dict[str, Any],
-                    mean: Tensor, std: Tensor, metrics: dict[str, float]) -> dict[str, Any]:
+def make_checkpoint(
+    *,
+    spec: JobSpec,
+    info: DatasetInfo,
+    model: nn.Module,
+    optimizers: dict[str, Any],
+    schedulers: dict[str, Any],
+    scaler: Any,
+    progress: Progress,
+    rng: dict[str, Any],
+    mean: Tensor,
+    std: Tensor,
+    metrics: dict[str, float],
+) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -102,8 +127,16 @@ class NormalizedModel(nn.Module):
     """A trained network that takes raw inputs: reshapes them to its view and applies the training
     normalisation itself. For a GAN it maps latent vectors to samples in raw units."""
 
-    def __init__(self, network: nn.Module, mean: Tensor, std: Tensor, input_shape: tuple[int, ...],
-                 generative: bool, spec: dict[str, Any], info: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        mean: Tensor,
+        std: Tensor,
+        input_shape: tuple[int, ...],
+        generative: bool,
+        spec: dict[str, Any],
+        info: dict[str, Any],
+    ) -> None:
         super().__init__()
         self.network = network
         self.register_buffer("mean", mean)
@@ -131,9 +164,15 @@ def load_model(source: str | os.PathLike[str] | BinaryIO | bytes | dict[str, Any
     network = architecture.build(spec.model, problem)
     network.load_state_dict(checkpoint["model"])
     norm = checkpoint["normalization"]
-    model = NormalizedModel(network, norm["mean"], norm["std"], problem.input_shape,
-                            generative=architecture.generative, spec=checkpoint["spec"],
-                            info=checkpoint["dataset_info"])
+    model = NormalizedModel(
+        network,
+        norm["mean"],
+        norm["std"],
+        problem.input_shape,
+        generative=architecture.generative,
+        spec=checkpoint["spec"],
+        info=checkpoint["dataset_info"],
+    )
     return model.eval()
 
 

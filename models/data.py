@@ -3,7 +3,6 @@ fitted on the training part only. Everything lives on the device as whole tensor
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -47,8 +46,9 @@ def fit_normalization(train_x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def prepare(raw: RawDataset, problem: Problem, training: TrainingSpec, device: torch.device) -> PreparedData:
-    parts = split_indices(raw.info.num_samples, training.validation_fraction, training.test_fraction,
-                          training.seed)
+    parts = split_indices(
+        raw.info.num_samples, training.validation_fraction, training.test_fraction, training.seed
+    )
     x_all = torch.tensor(raw.x, dtype=torch.float32).reshape(-1, *problem.input_shape)
     y_all = None if raw.y is None else torch.tensor(raw.y)
     mean, std = fit_normalization(x_all[torch.from_numpy(parts["train"])])
@@ -58,5 +58,12 @@ def prepare(raw: RawDataset, problem: Problem, training: TrainingSpec, device: t
         index = torch.from_numpy(parts[split])
         xs[split] = ((x_all[index] - mean) / std).to(device)
         ys[split] = None if y_all is None else y_all[index].to(device)
-    return PreparedData(info=raw.info, problem=problem, x=xs, y=ys, mean=mean.to(device), std=std.to(device),
-                        quality=raw.quality)
+    return PreparedData(
+        info=raw.info,
+        problem=problem,
+        x=xs,
+        y=ys,
+        mean=mean.to(device),
+        std=std.to(device),
+        quality=raw.quality,
+    )

@@ -33,7 +33,9 @@ def _moons() -> tuple[np.ndarray, np.ndarray]:
 def _circles() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import make_circles
 
-    x, y = make_circles(BUILTIN_DATASETS["circles"].num_samples, noise=0.1, factor=0.5, random_state=DATA_SEED)
+    x, y = make_circles(
+        BUILTIN_DATASETS["circles"].num_samples, noise=0.1, factor=0.5, random_state=DATA_SEED
+    )
     return x.astype(np.float32), y.astype(np.int64)
 
 
@@ -69,7 +71,9 @@ def _sine() -> tuple[np.ndarray, np.ndarray]:
     phases = rng.uniform(0, 2 * np.pi, (n, 1))
     amplitudes = rng.uniform(0.5, 1.5, (n, 1))
     t = np.arange(SINE_STEPS + 1)[None, :]
-    series = amplitudes * np.sin(2 * np.pi * t / periods + phases) + 0.02 * rng.standard_normal((n, SINE_STEPS + 1))
+    series = amplitudes * np.sin(2 * np.pi * t / periods + phases) + 0.02 * rng.standard_normal(
+        (n, SINE_STEPS + 1)
+    )
     series = series[..., None].astype(np.float32)  # (n, T+1, 1)
     return series[:, :-1], series[:, 1:]
 
@@ -105,6 +109,8 @@ def load_raw(ref: DatasetRef, *, resolve_uploaded: UploadedResolver | None = Non
 
         return read_dataset_file(ref.path, name=Path(ref.path).name, label_column=ref.label_column)
     if resolve_uploaded is None:
-        raise SpecError.single("dataset.id", ref.id, "uploaded datasets are only available through the service")
+        raise SpecError.single(
+            "dataset.id", ref.id, "uploaded datasets are only available through the service"
+        )
     assert ref.id is not None
     return resolve_uploaded(ref.id)

@@ -37,13 +37,25 @@ def dry_check(spec: JobSpec, info: DatasetInfo) -> int:
             metrics = architecture.procedure.train_step(ctx, x, y)
             model.eval()
             architecture.procedure.evaluate(
-                EvalContext(model, info.task, spec.model, nullcontext, lambda t: t, None,
-                            torch.Generator().manual_seed(0)), x, y)
+                EvalContext(
+                    model,
+                    info.task,
+                    spec.model,
+                    nullcontext,
+                    lambda t: t,
+                    None,
+                    torch.Generator().manual_seed(0),
+                ),
+                x,
+                y,
+            )
         except Exception as error:  # any failure here is the spec's, reported to the user as such
-            raise SpecError.single("model", spec.model.arch,
-                                   f"the network fails on dataset '{info.name}': {error}") from error
+            raise SpecError.single(
+                "model", spec.model.arch, f"the network fails on dataset '{info.name}': {error}"
+            ) from error
     bad = [name for name, value in metrics.items() if not torch.isfinite(value)]
     if bad:
-        raise SpecError.single("optimizer", spec.optimizer.name,
-                               f"the first training step gives non-finite {', '.join(bad)}")
+        raise SpecError.single(
+            "optimizer", spec.optimizer.name, f"the first training step gives non-finite {', '.join(bad)}"
+        )
     return count

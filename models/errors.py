@@ -1,4 +1,4 @@
-"""The one error type users see for a spec or dataset they can fix: each issue names the field, value and reason."""
+"""The error users see for a spec or dataset they can fix: each issue names the field, value and reason."""
 
 from dataclasses import dataclass
 from typing import Any

@@ -1,4 +1,4 @@
-"""Every limit a job spec or a dataset must respect, in one place (the README's limits table is built from it).
+"""Every limit a job spec or a dataset must respect, in one place (the README's limits table lists them).
 
 Sized for a 2-core CPU worker: a job at the limits still trains at a few hundred samples per second.
 """

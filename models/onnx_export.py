@@ -24,8 +24,14 @@ def export_onnx(checkpoint: dict[str, Any]) -> bytes:
     model = load_model(checkpoint)
     with warnings.catch_warnings():  # the exporter's deprecation chatter is not the user's concern
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (example_input(model, checkpoint),), dynamo=True, verbose=False,
-                                    input_names=[INPUT], output_names=[OUTPUT],
-                                    dynamic_shapes={"x": {0: torch.export.Dim.DYNAMIC}})
+        program = torch.onnx.export(
+            model,
+            (example_input(model, checkpoint),),
+            dynamo=True,
+            verbose=False,
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamic_shapes={"x": {0: torch.export.Dim.DYNAMIC}},
+        )
     assert program is not None  # dynamo=True always returns the program
     return program.model_proto.SerializeToString()  # type: ignore[no-any-return]

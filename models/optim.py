@@ -13,11 +13,13 @@ from models.specs import AdaGradSpec, AdamSpec, MomentumSpec, RMSPropSpec, SGDSp
 _FACTORIES: dict[str, Callable[[Any, list[nn.Parameter]], Optimizer]] = {
     # SGD on the minibatch mean loss: W ← W − η·(1/m)Σ∂Lᵢ/∂W (the losses average over the batch).
     "sgd": lambda s, p: SGD(p, lr=s.lr, weight_decay=s.weight_decay),
-    "momentum": lambda s, p: SGD(p, lr=s.lr, momentum=s.momentum, nesterov=s.nesterov,
-                                 weight_decay=s.weight_decay),
+    "momentum": lambda s, p: SGD(
+        p, lr=s.lr, momentum=s.momentum, nesterov=s.nesterov, weight_decay=s.weight_decay
+    ),
     "adagrad": lambda s, p: Adagrad(p, lr=s.lr, eps=s.eps, weight_decay=s.weight_decay),
-    "rmsprop": lambda s, p: RMSprop(p, lr=s.lr, alpha=s.alpha, eps=s.eps, momentum=s.momentum,
-                                    weight_decay=s.weight_decay),
+    "rmsprop": lambda s, p: RMSprop(
+        p, lr=s.lr, alpha=s.alpha, eps=s.eps, momentum=s.momentum, weight_decay=s.weight_decay
+    ),
     "adam": lambda s, p: Adam(p, lr=s.lr, betas=s.betas, eps=s.eps, weight_decay=s.weight_decay),
 }
 
@@ -46,8 +48,9 @@ def lr_multiplier(spec: AnyOptimizerSpec, steps_per_epoch: int, total_steps: int
     return factor
 
 
-def build_scheduler(optimizer: Optimizer, spec: AnyOptimizerSpec, steps_per_epoch: int,
-                    total_steps: int) -> LambdaLR | None:
+def build_scheduler(
+    optimizer: Optimizer, spec: AnyOptimizerSpec, steps_per_epoch: int, total_steps: int
+) -> LambdaLR | None:
     if spec.schedule is None and spec.warmup_steps == 0:
         return None
     return LambdaLR(optimizer, lr_multiplier(spec, steps_per_epoch, total_steps))

@@ -75,8 +75,7 @@ class Procedure(Protocol):
         """One update on a batch; returns detached scalar metrics (batch means), never synchronising."""
         ...
 
-    def evaluate(self, ctx: EvalContext, x: Tensor, y: Tensor | None) -> dict[str, float]:
-        ...
+    def evaluate(self, ctx: EvalContext, x: Tensor, y: Tensor | None) -> dict[str, float]: ...
 
     def monitor(self, *, has_validation: bool, has_quality: bool) -> tuple[str, str] | None:
         """The epoch metric ("val_…"/"train_…") and mode that define the best checkpoint, if any."""

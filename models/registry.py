@@ -25,8 +25,9 @@ class Architecture:
 _REGISTRY: dict[str, Architecture] = {}
 
 
-def register_architecture(name: str, *, build: Builder, procedure: Procedure,
-                          generative: bool = False) -> Architecture:
+def register_architecture(
+    name: str, *, build: Builder, procedure: Procedure, generative: bool = False
+) -> Architecture:
     if name in _REGISTRY:
         raise ValueError(f"architecture {name!r} is already registered")
     _REGISTRY[name] = Architecture(name=name, build=build, procedure=procedure, generative=generative)

@@ -4,6 +4,7 @@ Every field is typed, bounded (see `models.limits`) and defaulted where a sensib
 spec knows the input view it needs and its parameter count for a dataset, computed without allocating.
 """
 
+import itertools
 from math import prod
 from typing import Annotated, Any, Literal
 
@@ -38,7 +39,7 @@ def _linear_params(n_in: int, n_out: int) -> int:
 
 def _mlp_params(n_in: int, hidden_sizes: list[int], n_out: int) -> int:
     sizes = [n_in, *hidden_sizes, n_out]
-    return sum(_linear_params(a, b) for a, b in zip(sizes, sizes[1:], strict=False))
+    return sum(_linear_params(a, b) for a, b in itertools.pairwise(sizes))
 
 
 def _image_view(arch_field: str, info: DatasetInfo) -> tuple[int, int, int]:
@@ -190,7 +191,9 @@ class RNNSpec(Spec):
         gates, directions = _GATES[self.cell], 2 if self.bidirectional else 1
         total, n_in = 0, problem.input_shape[1]
         for _ in range(self.num_layers):
-            per_direction = gates * self.hidden_size * (n_in + self.hidden_size) + 2 * gates * self.hidden_size
+            per_direction = (
+                gates * self.hidden_size * (n_in + self.hidden_size) + 2 * gates * self.hidden_size
+            )
             total += directions * per_direction
             n_in = self.hidden_size * directions
         return total + _linear_params(n_in, problem.output_size)
@@ -262,21 +265,33 @@ class GANSpec(Spec):
         )
 
 
-def _body_params(body: MLPBodySpec | ConvBodySpec, latent: int, shape: tuple[int, ...], features: int,
-                 *, generator: bool) -> int:
+def _body_params(
+    body: MLPBodySpec | ConvBodySpec, latent: int, shape: tuple[int, ...], features: int, *, generator: bool
+) -> int:
     if isinstance(body, MLPBodySpec):
-        return _mlp_params(latent, body.hidden_sizes, features) if generator else _mlp_params(
-            features, body.hidden_sizes, 1
+        return (
+            _mlp_params(latent, body.hidden_sizes, features)
+            if generator
+            else _mlp_params(features, body.hidden_sizes, 1)
         )
     channels = shape[0] if len(shape) == 3 else 1
     height, width = (shape[1], shape[2]) if len(shape) == 3 else (shape[0], shape[0])
     base, half, quarter = body.channels, body.channels // 2, (height // 4) * (width // 4)
     if generator:  # Linear(z → base·H/4·W/4), BN, ConvT(base → half), BN, ConvT(half → C)
-        return _linear_params(latent, base * quarter) + 2 * base + (base * half * 16 + half) + 2 * half + (
-            half * channels * 16 + channels
+        return (
+            _linear_params(latent, base * quarter)
+            + 2 * base
+            + (base * half * 16 + half)
+            + 2 * half
+            + (half * channels * 16 + channels)
         )
     # Conv(C → half), Conv(half → base), BN, Linear(base·H/4·W/4 → 1)
-    return (channels * half * 16 + half) + (half * base * 16 + base) + 2 * base + _linear_params(base * quarter, 1)
+    return (
+        (channels * half * 16 + half)
+        + (half * base * 16 + base)
+        + 2 * base
+        + _linear_params(base * quarter, 1)
+    )
 
 
 ModelSpec = Annotated[MLPSpec | CNNSpec | RNNSpec | GANSpec, Field(discriminator="arch")]
@@ -354,18 +369,25 @@ class RMSPropSpec(OptimizerBase):
 class AdamSpec(OptimizerBase):
     name: Literal["adam"] = "adam"
     lr: LearningRate = 0.001
-    betas: tuple[Annotated[float, Field(ge=0.0, lt=1.0)], Annotated[float, Field(ge=0.0, lt=1.0)]] = (0.9, 0.999)
+    betas: tuple[Annotated[float, Field(ge=0.0, lt=1.0)], Annotated[float, Field(ge=0.0, lt=1.0)]] = (
+        0.9,
+        0.999,
+    )
     eps: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-8
 
 
 def _optimizer_name(optimizer: Any) -> str:
-    return optimizer.get("name", "adam") if isinstance(optimizer, dict) else getattr(optimizer, "name", "adam")
+    return (
+        optimizer.get("name", "adam") if isinstance(optimizer, dict) else getattr(optimizer, "name", "adam")
+    )
 
 
 # `name` may be left out and means "adam", the default optimizer, so `--set optimizer.lr=…` just works.
 OptimizerSpec = Annotated[
-    Annotated[SGDSpec, Tag("sgd")] | Annotated[MomentumSpec, Tag("momentum")]
-    | Annotated[AdaGradSpec, Tag("adagrad")] | Annotated[RMSPropSpec, Tag("rmsprop")]
+    Annotated[SGDSpec, Tag("sgd")]
+    | Annotated[MomentumSpec, Tag("momentum")]
+    | Annotated[AdaGradSpec, Tag("adagrad")]
+    | Annotated[RMSPropSpec, Tag("rmsprop")]
     | Annotated[AdamSpec, Tag("adam")],
     Discriminator(_optimizer_name),
 ]
@@ -406,7 +428,9 @@ class TrainingSpec(Spec):
     seed: Annotated[int, Field(ge=0, le=limits.MAX_SEED)] = 0
     validation_fraction: Annotated[float, Field(ge=0.0, le=0.5)] = 0.1
     test_fraction: Annotated[float, Field(ge=0.0, le=0.5)] = 0.2
-    checkpoint_every: Annotated[int, Field(ge=1, le=limits.MAX_EPOCHS)] = 1  # epochs; the last is always saved
+    checkpoint_every: Annotated[int, Field(ge=1, le=limits.MAX_EPOCHS)] = (
+        1  # epochs; the last is always saved
+    )
     early_stopping: EarlyStoppingSpec | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16 autocast, CUDA only
@@ -414,7 +438,9 @@ class TrainingSpec(Spec):
     @model_validator(mode="after")
     def _precision_needs_gpu(self) -> "TrainingSpec":
         if self.device == "cpu" and self.precision != "fp32":
-            raise ValueError(f"precision {self.precision!r} is CUDA-only autocast; use fp32 with device 'cpu'")
+            raise ValueError(
+                f"precision {self.precision!r} is CUDA-only autocast; use fp32 with device 'cpu'"
+            )
         return self
 
 
@@ -449,8 +475,20 @@ def issue_reason(err: Any) -> str:
     return str(err["msg"]).removeprefix("Value error, ")
 
 
-_UNION_TAGS = {"mlp", "cnn", "rnn", "gan", "conv", "sgd", "momentum", "adagrad", "rmsprop", "adam", "step",
-               "cosine"}
+_UNION_TAGS = {
+    "mlp",
+    "cnn",
+    "rnn",
+    "gan",
+    "conv",
+    "sgd",
+    "momentum",
+    "adagrad",
+    "rmsprop",
+    "adam",
+    "step",
+    "cosine",
+}
 
 
 def dotted_path(raw: Any, loc: tuple[int | str, ...]) -> str:
@@ -460,8 +498,10 @@ def dotted_path(raw: Any, loc: tuple[int | str, ...]) -> str:
         if isinstance(node, dict) and isinstance(key, str) and key not in node and key in _UNION_TAGS:
             continue  # a discriminated-union tag, not a field
         parts.append(str(key))
-        node = node.get(key) if isinstance(node, dict) else (
-            node[key] if isinstance(node, list) and isinstance(key, int) and key < len(node) else None
+        node = (
+            node.get(key)
+            if isinstance(node, dict)
+            else (node[key] if isinstance(node, list) and isinstance(key, int) and key < len(node) else None)
         )
     return ".".join(parts) or "spec"
 

@@ -14,8 +14,12 @@ TEMPLATES: dict[str, dict[str, Any]] = {
     },
     "cnn": {
         "dataset": {"name": "digits"},
-        "model": {"arch": "cnn", "conv_blocks": [{"channels": 16}, {"channels": 32}], "batch_norm": True,
-                  "hidden_sizes": [64]},
+        "model": {
+            "arch": "cnn",
+            "conv_blocks": [{"channels": 16}, {"channels": 32}],
+            "batch_norm": True,
+            "hidden_sizes": [64],
+        },
         "optimizer": {"name": "adam", "lr": 0.002},
         "training": {"epochs": 20, "batch_size": 64, "seed": 0},
     },
@@ -34,16 +38,23 @@ TEMPLATES: dict[str, dict[str, Any]] = {
     "gan": {
         "dataset": {"name": "gaussian-ring"},
         # Smooth (tanh) bodies cover all 8 modes; with leaky ReLU the generator collapses onto one or two.
-        "model": {"arch": "gan", "latent_dim": 16,
-                  "generator": {"hidden_sizes": [128, 128], "activation": "tanh"},
-                  "discriminator": {"hidden_sizes": [128, 128], "activation": "tanh"}},
+        "model": {
+            "arch": "gan",
+            "latent_dim": 16,
+            "generator": {"hidden_sizes": [128, 128], "activation": "tanh"},
+            "discriminator": {"hidden_sizes": [128, 128], "activation": "tanh"},
+        },
         "optimizer": {"name": "adam", "lr": 0.001, "betas": [0.5, 0.999]},
         "training": {"epochs": 80, "batch_size": 128, "seed": 0},
     },
     "gan-conv": {
         "dataset": {"name": "digits"},
-        "model": {"arch": "gan", "latent_dim": 32, "generator": {"kind": "conv", "channels": 64},
-                  "discriminator": {"kind": "conv", "channels": 64}},
+        "model": {
+            "arch": "gan",
+            "latent_dim": 32,
+            "generator": {"kind": "conv", "channels": 64},
+            "discriminator": {"kind": "conv", "channels": 64},
+        },
         "optimizer": {"name": "adam", "lr": 0.0005, "betas": [0.5, 0.999]},
         "training": {"epochs": 20, "batch_size": 64, "seed": 0},
     },

@@ -86,8 +86,13 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def fit(spec: JobSpec, *, hook: Hook | None = None, dataset: RawDataset | None = None,
-        resume: dict[str, Any] | None = None) -> FitResult:
+def fit(
+    spec: JobSpec,
+    *,
+    hook: Hook | None = None,
+    dataset: RawDataset | None = None,
+    resume: dict[str, Any] | None = None,
+) -> FitResult:
     """Train `spec` to the end (or until early stopping or `hook.should_stop()`), optionally continuing
     from a checkpoint. `dataset` overrides `spec.dataset` (the service passes uploaded data this way)."""
     raw = dataset if dataset is not None else load_raw(spec.dataset)
@@ -121,13 +126,15 @@ class _Run:
                 self.schedulers[group] = scheduler
             clip[group] = opt_spec.grad_clip_norm
         autocast, self.scaler = _mixed_precision(device, training.precision)
-        self.step_ctx = StepContext(self.model, self.optimizers, raw.info.task, spec.model, autocast,
-                                    self.scaler, clip)
+        self.step_ctx = StepContext(
+            self.model, self.optimizers, raw.info.task, spec.model, autocast, self.scaler, clip
+        )
         self.autocast = autocast
         self.progress = Progress()
         self.epoch_start_shuffle = self.shuffle.get_state()
-        monitor = self.procedure.monitor(has_validation=self.data.size("val") > 0,
-                                         has_quality=raw.quality is not None)
+        monitor = self.procedure.monitor(
+            has_validation=self.data.size("val") > 0, has_quality=raw.quality is not None
+        )
         if training.early_stopping is not None:
             monitor = (training.early_stopping.metric, training.early_stopping.mode)
         self.monitor = monitor
@@ -165,9 +172,14 @@ class _Run:
                 metrics |= {f"test_{k}": v for k, v in self._evaluate("test").items()}
             seconds = time.perf_counter() - started
             report = EpochReport(
-                epoch=self.progress.epoch, step=self.progress.step, total_epochs=training.epochs,
-                steps_per_epoch=self.steps_per_epoch, metrics=metrics,
-                is_best=self.progress.best_epoch == self.progress.epoch, final=final, seconds=seconds,
+                epoch=self.progress.epoch,
+                step=self.progress.step,
+                total_epochs=training.epochs,
+                steps_per_epoch=self.steps_per_epoch,
+                metrics=metrics,
+                is_best=self.progress.best_epoch == self.progress.epoch,
+                final=final,
+                seconds=seconds,
                 samples_per_second=(self.data.size("train") - samples) / max(seconds, 1e-9),
             )
             hook.on_epoch(report)
@@ -198,7 +210,7 @@ class _Run:
         flushed_at = time.monotonic()
         self.model.train()
         for batch in range(progress.batch_in_epoch, self.steps_per_epoch):
-            index = order[batch * batch_size:(batch + 1) * batch_size]
+            index = order[batch * batch_size : (batch + 1) * batch_size]
             step_metrics = self.procedure.train_step(
                 self.step_ctx, x.index_select(0, index), None if y is None else y.index_select(0, index)
             )
@@ -238,7 +250,9 @@ class _Run:
         name, mode = self.monitor
         if name not in metrics:
             field = "training.early_stopping.metric" if self.spec.training.early_stopping else "monitor"
-            raise SpecError.single(field, name, f"not an epoch metric of this run; available: {sorted(metrics)}")
+            raise SpecError.single(
+                field, name, f"not an epoch metric of this run; available: {sorted(metrics)}"
+            )
         value, progress = metrics[name], self.progress
         early = self.spec.training.early_stopping
         min_delta = early.min_delta if early else 0.0
@@ -255,8 +269,12 @@ class _Run:
             return {}
         self.model.eval()
         ctx = EvalContext(
-            model=self.model, task=self.data.info.task, spec=self.spec.model, autocast=self.autocast,
-            denormalize=self.data.denormalize, quality=self.data.quality,
+            model=self.model,
+            task=self.data.info.task,
+            spec=self.spec.model,
+            autocast=self.autocast,
+            denormalize=self.data.denormalize,
+            quality=self.data.quality,
             generator=torch.Generator(device=self.device).manual_seed(self.spec.training.seed + 1),
         )
         try:
@@ -265,13 +283,21 @@ class _Run:
             self.model.train()
 
     def _checkpoint(self, metrics: dict[str, float]) -> dict[str, Any]:
-        # Mid-epoch, resuming must redraw the same permutation, so keep the shuffle state of the epoch's start.
+        # Mid-epoch, resuming must redraw the same permutation: keep the shuffle state of the epoch's start.
         rng = rng_state(self.shuffle)
         rng["shuffle"] = self.epoch_start_shuffle.clone()
         return make_checkpoint(
-            spec=self.spec, info=self.data.info, model=self.model, optimizers=self.optimizers,
-            schedulers=self.schedulers, scaler=self.scaler, progress=self.progress, rng=rng,
-            mean=self.data.mean, std=self.data.std, metrics=metrics,
+            spec=self.spec,
+            info=self.data.info,
+            model=self.model,
+            optimizers=self.optimizers,
+            schedulers=self.schedulers,
+            scaler=self.scaler,
+            progress=self.progress,
+            rng=rng,
+            mean=self.data.mean,
+            std=self.data.std,
+            metrics=metrics,
         )
 
 

@@ -38,8 +38,14 @@ class WorkerProcess:
 
         self.log_path = log_path
         self.log = log_path.open("wb")
-        self.process = subprocess.Popen(worker_command(settings), cwd=ROOT, env=service_env(settings),
-                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            worker_command(settings),
+            cwd=ROOT,
+            env=service_env(settings),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while b"ready." not in log_path.read_bytes():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -57,8 +63,9 @@ class WorkerProcess:
         self.log.close()
 
 
-def wait_for(predicate: Callable[[], T], *, timeout: float, interval: float = 0.2,
-             what: str = "condition") -> T:
+def wait_for(
+    predicate: Callable[[], T], *, timeout: float, interval: float = 0.2, what: str = "condition"
+) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -66,4 +73,3 @@ def wait_for(predicate: Callable[[], T], *, timeout: float, interval: float = 0.
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-

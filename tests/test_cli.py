@@ -15,17 +15,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _nnforge(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from app.cli import main; main()", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=240, env={"PYTHONPATH": str(ROOT),
-                                                                            "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-c", "from app.cli import main; main()", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_template_prints_a_valid_spec_for_every_template() -> None:
     for name in TEMPLATES:
         result = _nnforge("template", "--arch", name)
         assert result.returncode == 0, result.stderr
-        assert parse_job_spec(yaml.safe_load(result.stdout)).model_dump() == parse_job_spec(
-            TEMPLATES[name]).model_dump()
+        assert (
+            parse_job_spec(yaml.safe_load(result.stdout)).model_dump()
+            == parse_job_spec(TEMPLATES[name]).model_dump()
+        )
     as_json = _nnforge("template", "--arch", "cnn", "-o", "json")
     assert json.loads(as_json.stdout)["model"]["arch"] == "cnn"
 
@@ -38,8 +45,9 @@ def test_template_refuses_an_unknown_arch() -> None:
 
 def test_train_writes_a_loadable_checkpoint_and_prints_each_epoch(tmp_path: Path) -> None:
     spec_file = tmp_path / "job.yaml"
-    spec_file.write_text(yaml.safe_dump({"dataset": {"name": "moons"}, "model": {"arch": "mlp"},
-                                         "training": {"epochs": 5}}))
+    spec_file.write_text(
+        yaml.safe_dump({"dataset": {"name": "moons"}, "model": {"arch": "mlp"}, "training": {"epochs": 5}})
+    )
     result = _nnforge("train", str(spec_file), "--set", "training.epochs=2", "--set", "optimizer.lr=0.01")
     assert result.returncode == 0, result.stderr
     assert "epoch 1/2" in result.stderr and "epoch 2/2" in result.stderr
@@ -51,8 +59,9 @@ def test_train_writes_a_loadable_checkpoint_and_prints_each_epoch(tmp_path: Path
 
 def test_train_reports_spec_errors_by_field(tmp_path: Path) -> None:
     spec_file = tmp_path / "bad.yaml"
-    spec_file.write_text("dataset: {name: digits}\nmodel: {arch: mlp, hidden_sizes: [0]}\n"
-                         "training: {batch_size: 99999}\n")
+    spec_file.write_text(
+        "dataset: {name: digits}\nmodel: {arch: mlp, hidden_sizes: [0]}\ntraining: {batch_size: 99999}\n"
+    )
     result = _nnforge("train", str(spec_file))
     assert result.returncode == 2
     assert "model.hidden_sizes.0" in result.stderr and "training.batch_size" in result.stderr

@@ -26,8 +26,9 @@ log = logging.getLogger("nnforge.worker")
 
 
 class JobLogHandler(logging.Handler):
-    def __init__(self, factory: sessionmaker[Session], job_id: str, attempt: int,
-                 flush_seconds: float = FLUSH_SECONDS) -> None:
+    def __init__(
+        self, factory: sessionmaker[Session], job_id: str, attempt: int, flush_seconds: float = FLUSH_SECONDS
+    ) -> None:
         super().__init__(level=logging.INFO)
         self.factory, self.job_id, self.attempt = factory, job_id, attempt
         self.setFormatter(logging.Formatter("%(message)s"))  # appends the traceback of log.exception
@@ -39,9 +40,14 @@ class JobLogHandler(logging.Handler):
         self.thread.start()
 
     def emit(self, record: logging.LogRecord) -> None:
-        row = {"job_id": self.job_id, "attempt": self.attempt, "level": record.levelname[:10],
-               "logger": record.name[:100], "message": self.format(record)[:MAX_MESSAGE_CHARS],
-               "time": datetime.fromtimestamp(record.created, UTC)}
+        row = {
+            "job_id": self.job_id,
+            "attempt": self.attempt,
+            "level": record.levelname[:10],
+            "logger": record.name[:100],
+            "message": self.format(record)[:MAX_MESSAGE_CHARS],
+            "time": datetime.fromtimestamp(record.created, UTC),
+        }
         with self.rows_lock:
             self.rows.append(row)
             del self.rows[:-MAX_BUFFERED]
@@ -72,8 +78,9 @@ class JobLogHandler(logging.Handler):
 
 
 @contextmanager
-def job_log(factory: sessionmaker[Session], job_id: str, attempt: int,
-            device: str) -> Iterator[JobLogHandler]:
+def job_log(
+    factory: sessionmaker[Session], job_id: str, attempt: int, device: str
+) -> Iterator[JobLogHandler]:
     """Send the `nnforge.*` loggers and Python warnings to the job's log while the block runs; `device` is
     the spec's training.device."""
     handler = JobLogHandler(factory, job_id, attempt)
@@ -84,8 +91,14 @@ def job_log(factory: sessionmaker[Session], job_id: str, attempt: int,
         if logger.getEffectiveLevel() > logging.INFO:
             logger.setLevel(logging.INFO)
     submitted_by = f" (request {os.environ[REQUEST_ID_ENV]})" if os.environ.get(REQUEST_ID_ENV) else ""
-    log.info("job %s attempt %d: training process %d on %s%s", job_id, attempt, os.getpid(),
-             describe_device(device), submitted_by)
+    log.info(
+        "job %s attempt %d: training process %d on %s%s",
+        job_id,
+        attempt,
+        os.getpid(),
+        describe_device(device),
+        submitted_by,
+    )
     try:
         yield handler
     finally:

@@ -59,8 +59,12 @@ def survives_outages(method: Callable[P, R]) -> Callable[P, R]:
             except (OperationalError, InterfaceError) as error:
                 if time.monotonic() > deadline:
                     raise
-                log.warning("job %s: database unreachable (%s); retrying in %.1f s", store.job_id,
-                            type(error.orig).__name__, delay)
+                log.warning(
+                    "job %s: database unreachable (%s); retrying in %.1f s",
+                    store.job_id,
+                    type(error.orig).__name__,
+                    delay,
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
@@ -68,8 +72,9 @@ def survives_outages(method: Callable[P, R]) -> Callable[P, R]:
 
 
 class JobStore:
-    def __init__(self, factory: sessionmaker[Session], job_id: str, token: str, *,
-                 outage_seconds: float = 600.0) -> None:
+    def __init__(
+        self, factory: sessionmaker[Session], job_id: str, token: str, *, outage_seconds: float = 600.0
+    ) -> None:
         self.factory, self.job_id, self.token, self.outage_seconds = factory, job_id, token, outage_seconds
 
     @survives_outages
@@ -78,14 +83,25 @@ class JobStore:
         its owner already runs `max_running_per_owner` jobs (the reconciler wakes it again later)."""
         now = utcnow()
         other = aliased(Job)
-        running = (select(func.count()).select_from(other)
-                   .where(other.owner == Job.owner, other.status == "running").scalar_subquery())
+        running = (
+            select(func.count())
+            .select_from(other)
+            .where(other.owner == Job.owner, other.status == "running")
+            .scalar_subquery()
+        )
         with transaction(self.factory) as session:
             taken = session.execute(
-                update(Job).where(Job.id == self.job_id, Job.status == "queued",
-                                  running < max_running_per_owner).values(
-                    status="running", attempt=Job.attempt + 1, version=Job.version + 1, lease_owner=self.token,
-                    heartbeat_at=now, started_at=now))
+                update(Job)
+                .where(Job.id == self.job_id, Job.status == "queued", running < max_running_per_owner)
+                .values(
+                    status="running",
+                    attempt=Job.attempt + 1,
+                    version=Job.version + 1,
+                    lease_owner=self.token,
+                    heartbeat_at=now,
+                    started_at=now,
+                )
+            )
             if taken.rowcount != 1:  # type: ignore[attr-defined]
                 return None
             job = session.get_one(Job, self.job_id)
@@ -101,8 +117,12 @@ class JobStore:
     def latest_checkpoint(self) -> bytes | None:
         """The newest checkpoint's bytes, verified against its sha256."""
         with self.factory() as session:
-            row = session.scalars(select(Checkpoint).where(Checkpoint.job_id == self.job_id)
-                                  .order_by(Checkpoint.step.desc(), Checkpoint.id.desc()).limit(1)).first()
+            row = session.scalars(
+                select(Checkpoint)
+                .where(Checkpoint.job_id == self.job_id)
+                .order_by(Checkpoint.step.desc(), Checkpoint.id.desc())
+                .limit(1)
+            ).first()
             if row is None:
                 return None
             if hashlib.sha256(row.data).hexdigest() != row.sha256:
@@ -121,8 +141,11 @@ class JobStore:
         """Renew the lease; returns whether cancel is requested. Raises LeaseLost when it is gone."""
         with transaction(self.factory) as session:
             owned = session.execute(
-                update(Job).where(Job.id == self.job_id, Job.lease_owner == self.token, Job.status == "running")
-                .values(heartbeat_at=utcnow()).returning(Job.cancel_requested)).first()
+                update(Job)
+                .where(Job.id == self.job_id, Job.lease_owner == self.token, Job.status == "running")
+                .values(heartbeat_at=utcnow())
+                .returning(Job.cancel_requested)
+            ).first()
             if owned is None:
                 raise LeaseLost(self.job_id)
             return bool(owned[0])
@@ -133,32 +156,64 @@ class JobStore:
         now = utcnow()
         with transaction(self.factory) as session:
             owned = session.execute(
-                update(Job).where(Job.id == self.job_id, Job.lease_owner == self.token, Job.status == "running")
-                .values(heartbeat_at=now, **progress))
+                update(Job)
+                .where(Job.id == self.job_id, Job.lease_owner == self.token, Job.status == "running")
+                .values(heartbeat_at=now, **progress)
+            )
             if owned.rowcount != 1:  # type: ignore[attr-defined]
                 raise LeaseLost(self.job_id)
             if metrics:
-                session.execute(insert(Metric), [
-                    {"job_id": self.job_id, "name": m.name, "step": m.step, "epoch": m.epoch, "value": m.value,
-                     "time": now} for m in metrics])
+                session.execute(
+                    insert(Metric),
+                    [
+                        {
+                            "job_id": self.job_id,
+                            "name": m.name,
+                            "step": m.step,
+                            "epoch": m.epoch,
+                            "value": m.value,
+                            "time": now,
+                        }
+                        for m in metrics
+                    ],
+                )
 
     @survives_outages
-    def save_checkpoint(self, *, data: bytes, epoch: int, step: int, end_of_epoch: bool,
-                        metrics: dict[str, float]) -> None:
+    def save_checkpoint(
+        self, *, data: bytes, epoch: int, step: int, end_of_epoch: bool, metrics: dict[str, float]
+    ) -> None:
         with transaction(self.factory) as session:
             self._assert_owner(session)
-            session.add(Checkpoint(job_id=self.job_id, epoch=epoch, step=step, end_of_epoch=end_of_epoch,
-                                   metrics=metrics, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
-                                   data=data, created_at=utcnow()))
+            session.add(
+                Checkpoint(
+                    job_id=self.job_id,
+                    epoch=epoch,
+                    step=step,
+                    end_of_epoch=end_of_epoch,
+                    metrics=metrics,
+                    size=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    data=data,
+                    created_at=utcnow(),
+                )
+            )
 
     @survives_outages
     def finish(self, *, status: str, error_type: str | None = None, error_message: str | None = None) -> bool:
         """Record a terminal status; False when this runner no longer owns the job."""
         with transaction(self.factory) as session:
             done = session.execute(
-                update(Job).where(Job.id == self.job_id, Job.lease_owner == self.token, Job.status == "running")
-                .values(status=status, version=Job.version + 1, finished_at=utcnow(), error_type=error_type,
-                        error_message=error_message, lease_owner=None))
+                update(Job)
+                .where(Job.id == self.job_id, Job.lease_owner == self.token, Job.status == "running")
+                .values(
+                    status=status,
+                    version=Job.version + 1,
+                    finished_at=utcnow(),
+                    error_type=error_type,
+                    error_message=error_message,
+                    lease_owner=None,
+                )
+            )
             return done.rowcount == 1  # type: ignore[attr-defined]
 
     @survives_outages
@@ -166,9 +221,16 @@ class JobStore:
         """Hand the job back to the queue (shutdown, or a retryable failure); the next attempt resumes it."""
         with transaction(self.factory) as session:
             done = session.execute(
-                update(Job).where(Job.id == self.job_id, Job.lease_owner == self.token, Job.status == "running")
-                .values(status="queued", version=Job.version + 1, lease_owner=None, error_type=error_type,
-                        error_message=error_message))
+                update(Job)
+                .where(Job.id == self.job_id, Job.lease_owner == self.token, Job.status == "running")
+                .values(
+                    status="queued",
+                    version=Job.version + 1,
+                    lease_owner=None,
+                    error_type=error_type,
+                    error_message=error_message,
+                )
+            )
             return done.rowcount == 1  # type: ignore[attr-defined]
 
     def _assert_owner(self, session: Session) -> None:

@@ -48,17 +48,26 @@ class Reconciler:
         lapsed_before = utcnow() - timedelta(seconds=self.settings.lease_seconds)
         counts = {"requeued": 0, "failed": 0}
         with self.factory() as session:
-            lapsed = session.execute(select(Job.id, Job.version, Job.attempt, Job.max_restarts, Job.queue)
-                                     .where(Job.status == "running", Job.heartbeat_at < lapsed_before)).all()
+            lapsed = session.execute(
+                select(Job.id, Job.version, Job.attempt, Job.max_restarts, Job.queue).where(
+                    Job.status == "running", Job.heartbeat_at < lapsed_before
+                )
+            ).all()
         for job_id, version, attempt, max_restarts, queue in lapsed:
             retry = attempt <= max_restarts
             values = {"status": "queued"} if retry else {"status": "failed", "finished_at": utcnow()}
             with transaction(self.factory) as session:
-                done = session.execute(update(Job).where(Job.id == job_id, Job.status == "running",
-                                                         Job.version == version).values(
-                    version=Job.version + 1, lease_owner=None, error_type="worker_lost",
-                    error_message=f"no heartbeat for {self.settings.lease_seconds:g} s: the worker was lost",
-                    **values))
+                done = session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == "running", Job.version == version)
+                    .values(
+                        version=Job.version + 1,
+                        lease_owner=None,
+                        error_type="worker_lost",
+                        error_message=f"no heartbeat for {self.settings.lease_seconds:g} s: worker lost",
+                        **values,
+                    )
+                )
             if done.rowcount != 1:  # type: ignore[attr-defined]
                 continue  # it moved on meanwhile (finished, or another reconciler took it)
             if retry:
@@ -73,15 +82,19 @@ class Reconciler:
     def republish_lost_messages(self) -> int:
         """When a queue holds fewer messages than it has queued jobs, send every queued job of it again."""
         with self.factory() as session:
-            queued = dict(session.execute(select(Job.queue, func.count()).where(Job.status == "queued")
-                                          .group_by(Job.queue)).all())
+            queued = dict(
+                session.execute(
+                    select(Job.queue, func.count()).where(Job.status == "queued").group_by(Job.queue)
+                ).all()
+            )
         sent = 0
         for queue, jobs in queued.items():
             if self._messages_in(queue) >= jobs:
                 continue
             with self.factory() as session:
-                ids = session.scalars(select(Job.id).where(Job.status == "queued", Job.queue == queue)
-                                      .order_by(Job.created_at)).all()
+                ids = session.scalars(
+                    select(Job.id).where(Job.status == "queued", Job.queue == queue).order_by(Job.created_at)
+                ).all()
             for job_id in ids:
                 publish_job(self.celery, job_id, queue)
             sent += len(ids)

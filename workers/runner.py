@@ -62,24 +62,37 @@ class DatabaseHook(Hook):
         self.last_flush = time.monotonic()
 
     def on_step(self, report: StepReport) -> None:
-        self.rows += [MetricRow(name, report.step, report.epoch, value) for name, value in report.metrics.items()]
+        self.rows += [
+            MetricRow(name, report.step, report.epoch, value) for name, value in report.metrics.items()
+        ]
         self.progress |= {"step": report.step}
 
     def on_epoch(self, report: EpochReport) -> None:
-        self.rows += [MetricRow(name, report.step, report.epoch, value) for name, value in report.metrics.items()]
+        self.rows += [
+            MetricRow(name, report.step, report.epoch, value) for name, value in report.metrics.items()
+        ]
         self.progress |= {"epoch": report.epoch, "step": report.step, "latest_metrics": report.metrics}
         if report.is_best:
             self.progress |= {"best_metrics": report.metrics, "best_epoch": report.epoch}
-        log.info("job %s epoch %d/%d %s", self.store.job_id, report.epoch, report.total_epochs,
-                 " ".join(f"{k}={v:.4g}" for k, v in report.metrics.items()))
+        log.info(
+            "job %s epoch %d/%d %s",
+            self.store.job_id,
+            report.epoch,
+            report.total_epochs,
+            " ".join(f"{k}={v:.4g}" for k, v in report.metrics.items()),
+        )
         self.flush()
 
     def on_checkpoint(self, checkpoint: dict[str, Any], report: EpochReport | None) -> None:
         self.flush()  # metrics first, so a checkpoint never points past the rows that were written
         progress = checkpoint["progress"]
-        self.store.save_checkpoint(data=checkpoint_bytes(checkpoint), epoch=progress["epoch"],
-                                   step=progress["step"], end_of_epoch=report is not None,
-                                   metrics=dict(checkpoint["metrics"]))
+        self.store.save_checkpoint(
+            data=checkpoint_bytes(checkpoint),
+            epoch=progress["epoch"],
+            step=progress["step"],
+            end_of_epoch=report is not None,
+            metrics=dict(checkpoint["metrics"]),
+        )
 
     def should_stop(self) -> bool:
         if time.monotonic() - self.last_flush >= self.interval:
@@ -98,8 +111,12 @@ def load_dataset(store: JobStore, claimed: ClaimedJob) -> RawDataset | None:
     if claimed.dataset_id is None:
         return None  # a built-in: fit() resolves it by name
     data, filename, file_format, label_column = store.dataset_bytes(claimed.dataset_id)
-    return read_dataset_file(data, name=filename, file_format=file_format,  # type: ignore[arg-type]
-                             label_column=label_column)
+    return read_dataset_file(
+        data,
+        name=filename,
+        file_format=file_format,  # type: ignore[arg-type]
+        label_column=label_column,
+    )
 
 
 def run_claimed(store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat_seconds: float) -> str:
@@ -123,8 +140,12 @@ def _train(store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat
         if resume is not None:
             store.forget_metrics_after(resume["progress"]["step"])
         hook = DatabaseHook(store, signals, heartbeat_seconds)
-        log.info("job %s attempt %d starts%s", claimed.id, claimed.attempt,
-                 f" from step {resume['progress']['step']}" if resume else "")
+        log.info(
+            "job %s attempt %d starts%s",
+            claimed.id,
+            claimed.attempt,
+            f" from step {resume['progress']['step']}" if resume else "",
+        )
         result = fit(spec, hook=hook, dataset=dataset, resume=resume)
         hook.flush()
     except LeaseLost:

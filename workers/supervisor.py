@@ -40,8 +40,11 @@ def supervise(job_id: str, settings: Settings) -> str:
             return "done"
         store = JobStore(factory, job_id, token, outage_seconds=settings.db_outage_seconds)
         if code is None:
-            store.finish(status="failed", error_type="timeout",
-                         error_message=f"the job ran past the limit of {settings.max_job_seconds} s")
+            store.finish(
+                status="failed",
+                error_type="timeout",
+                error_message=f"the job ran past the limit of {settings.max_job_seconds} s",
+            )
             return "timeout"
         return settle_lost_run(store, settings, f"the training process ended with exit code {code}")
     finally:
@@ -70,8 +73,9 @@ def _is_queued(factory: sessionmaker[Session], job_id: str) -> bool:
 
 def _run_trainer(settings: Settings, job_id: str, token: str) -> int | None:
     """The training process's exit code, or None when it was stopped for running past the time limit."""
-    process = subprocess.Popen([sys.executable, "-m", "workers.trainer", job_id, token],
-                               start_new_session=True)  # its own process group: a terminal's Ctrl-C is ours
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workers.trainer", job_id, token], start_new_session=True
+    )  # its own process group: a terminal's Ctrl-C is ours
     registry = trainer_registry(settings, os.getppid())
     registry.mkdir(parents=True, exist_ok=True)
     pid_file = registry / str(process.pid)

@@ -44,8 +44,11 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 
 
-def get_owner(request: Request, session: SessionDep,
-              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+def get_owner(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> str:
     """The owner behind the request's bearer token (401 otherwise), within its request rate (429)."""
     if not request.app.state.settings.auth:
         owner = LOCAL_OWNER

@@ -7,9 +7,9 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
-from sqlalchemy.exc import OperationalError
 
 from app.api.deps import RateLimited, Unauthorized
 from app.idempotency import IdempotencyInFlight
@@ -30,20 +30,34 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "title": {"type": "string"},
         "status": {"type": "integer"},
         "detail": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object", "required": ["field", "reason"], "properties": {
-            "field": {"type": "string"}, "value": {}, "reason": {"type": "string"}}}},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "reason"],
+                "properties": {"field": {"type": "string"}, "value": {}, "reason": {"type": "string"}},
+            },
+        },
     },
 }
 
 
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the problems a route may answer with."""
-    described = {400: "malformed request", 401: "missing, unknown or revoked token",
-                 404: "no such object (or another owner's)", 409: "conflicts with the object's state",
-                 413: "body over its cap", 422: "invalid field(s); each is named in `errors`",
-                 429: "over a per-owner limit; see Retry-After", 503: "database or broker unreachable"}
-    return {code: {"description": described[code], "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
-            for code in codes}
+    described = {
+        400: "malformed request",
+        401: "missing, unknown or revoked token",
+        404: "no such object (or another owner's)",
+        409: "conflicts with the object's state",
+        413: "body over its cap",
+        422: "invalid field(s); each is named in `errors`",
+        429: "over a per-owner limit; see Retry-After",
+        503: "database or broker unreachable",
+    }
+    return {
+        code: {"description": described[code], "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
+        for code in codes
+    }
 
 
 class NotFound(LookupError):
@@ -88,20 +102,31 @@ def install_problem_handlers(app: FastAPI) -> None:
             loc = tuple(err["loc"])
             where = loc[0] if loc else "body"
             path = dotted_path(body, loc[1:]) if where == "body" else ".".join(str(p) for p in loc[1:])
-            issues.append({"field": path if where == "body" else f"{where}.{path}",
-                           "value": err.get("input"), "reason": issue_reason(err)})
+            issues.append(
+                {
+                    "field": path if where == "body" else f"{where}.{path}",
+                    "value": err.get("input"),
+                    "reason": issue_reason(err),
+                }
+            )
         return _issues_response(issues)
 
     @app.exception_handler(SpecError)
     async def _spec(request: Request, error: SpecError) -> JSONResponse:
-        return _issues_response([{"field": i.field, "value": i.value, "reason": i.reason} for i in error.issues])
+        return _issues_response(
+            [{"field": i.field, "value": i.value, "reason": i.reason} for i in error.issues]
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         response = problem(error.status_code, _TITLES.get(error.status_code, "Error"), str(error.detail))
         if error.status_code == 405:  # every method the path supports, not only those of one route
-            methods = {m for route in request.app.router.routes
-                       if route.matches(request.scope)[0] != Match.NONE for m in getattr(route, "methods", ())}
+            methods = {
+                m
+                for route in request.app.router.routes
+                if route.matches(request.scope)[0] != Match.NONE
+                for m in getattr(route, "methods", ())
+            }
             response.headers["Allow"] = ", ".join(sorted(methods))
         return response
 

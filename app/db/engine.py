@@ -12,8 +12,9 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False,
-                                                  "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # Fail fast instead of hanging when the database is unreachable.

@@ -67,8 +67,9 @@ class Job(Base):
 class Metric(Base):
     __tablename__ = "metric"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-                                    autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(64))
     step: Mapped[int] = mapped_column(Integer)

@@ -70,15 +70,18 @@ def upgrade() -> None:
     op.create_index("ix_job_status_created", "job", ["status", "created_at"])
     op.create_table(
         "metric",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True,
-                  nullable=False),
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
         sa.Column("job_id", sa.String(36), nullable=False),
         sa.Column("name", sa.String(64), nullable=False),
         sa.Column("step", sa.Integer(), nullable=False),
         sa.Column("epoch", sa.Integer(), nullable=False),
         sa.Column("value", sa.Float(), nullable=False),
         sa.Column("time", UTCDateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["job_id"], ["job.id"], name=op.f("fk_metric_job_id_job"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["job.id"], name=op.f("fk_metric_job_id_job"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_metric")),
         sa.UniqueConstraint("job_id", "name", "step", name="uq_metric_job_name_step"),
     )
@@ -94,8 +97,9 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(64), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["job_id"], ["job.id"], name=op.f("fk_checkpoint_job_id_job"),
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["job.id"], name=op.f("fk_checkpoint_job_id_job"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_checkpoint")),
     )
     op.create_index(op.f("ix_checkpoint_job_id"), "checkpoint", ["job_id"])

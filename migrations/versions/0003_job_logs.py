@@ -21,16 +21,18 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "job_log",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True,
-                  nullable=False),
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
         sa.Column("job_id", sa.String(36), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("time", UTCDateTime(), nullable=False),
         sa.Column("level", sa.String(10), nullable=False),
         sa.Column("logger", sa.String(100), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),
-        sa.ForeignKeyConstraint(["job_id"], ["job.id"], name=op.f("fk_job_log_job_id_job"),
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["job.id"], name=op.f("fk_job_log_job_id_job"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_job_log")),
     )
     op.create_index("ix_job_log_job_id_id", "job_log", ["job_id", "id"])

@@ -1,4 +1,4 @@
-"""Convolutional network: conv blocks (conv → [batch norm] → activation → pool), then fully connected layers."""
+"""Convolutional network: conv blocks (conv → [batch norm] → activation → pool), then FC layers."""
 
 from math import prod
 
@@ -18,7 +18,9 @@ class CNN(nn.Module):
         blocks: list[nn.Module] = []
         in_channels = problem.input_shape[0]
         for block in spec.conv_blocks:
-            blocks.append(nn.Conv2d(in_channels, block.channels, block.kernel_size, block.stride, block.padding))
+            blocks.append(
+                nn.Conv2d(in_channels, block.channels, block.kernel_size, block.stride, block.padding)
+            )
             if spec.batch_norm:
                 blocks.append(nn.BatchNorm2d(block.channels))
             blocks.append(activation(spec.activation))
@@ -28,7 +30,9 @@ class CNN(nn.Module):
         self.features = nn.Sequential(*blocks)
         c, h, w = problem.input_shape
         flat = _flat_size(spec, (c, h, w))
-        self.classifier = mlp_stack(flat, spec.hidden_sizes, problem.output_size, spec.activation, spec.dropout)
+        self.classifier = mlp_stack(
+            flat, spec.hidden_sizes, problem.output_size, spec.activation, spec.dropout
+        )
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, out)
         return self.classifier(self.features(x).flatten(1))

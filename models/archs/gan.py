@@ -57,7 +57,9 @@ class _Reshape(nn.Module):
 
 def _generator(body: MLPBodySpec | ConvBodySpec, latent: int, shape: tuple[int, ...]) -> nn.Module:
     if isinstance(body, MLPBodySpec):
-        return nn.Sequential(mlp_stack(latent, body.hidden_sizes, prod(shape), body.activation), _Reshape(shape))
+        return nn.Sequential(
+            mlp_stack(latent, body.hidden_sizes, prod(shape), body.activation), _Reshape(shape)
+        )
     channels, height, width = shape
     base, half = body.channels, body.channels // 2
     return nn.Sequential(

@@ -15,7 +15,9 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-def mlp_stack(n_in: int, hidden_sizes: list[int], n_out: int, act: str, dropout: float = 0.0) -> nn.Sequential:
+def mlp_stack(
+    n_in: int, hidden_sizes: list[int], n_out: int, act: str, dropout: float = 0.0
+) -> nn.Sequential:
     """Hidden layers h = f(W h + b) (with optional dropout), then a linear output layer."""
     layers: list[nn.Module] = []
     for width in hidden_sizes:

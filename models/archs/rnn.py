@@ -11,10 +11,15 @@ from models.specs import Problem, RNNSpec
 class RNN(nn.Module):
     def __init__(self, spec: RNNSpec, problem: Problem) -> None:
         super().__init__()
-        steps, features = problem.input_shape
-        common = dict(input_size=features, hidden_size=spec.hidden_size, num_layers=spec.num_layers,
-                      batch_first=True, bidirectional=spec.bidirectional,
-                      dropout=spec.dropout if spec.num_layers > 1 else 0.0)
+        _steps, features = problem.input_shape
+        common = dict(
+            input_size=features,
+            hidden_size=spec.hidden_size,
+            num_layers=spec.num_layers,
+            batch_first=True,
+            bidirectional=spec.bidirectional,
+            dropout=spec.dropout if spec.num_layers > 1 else 0.0,
+        )
         if spec.cell == "rnn":
             self.recurrent: nn.RNNBase = nn.RNN(nonlinearity=spec.nonlinearity, **common)
         else:
@@ -27,9 +32,9 @@ class RNN(nn.Module):
         states, final = self.recurrent(x)  # states: (B, T, H·directions)
         if self.per_step:
             return self.head(states)
-        # The final state of each direction of the top layer: the backward one has read the whole sequence too.
+        # The final state of each direction of the top layer: the backward one has read all the steps too.
         h_n = final[0] if isinstance(final, tuple) else final  # (layers·directions, B, H)
-        return self.head(h_n[-self.directions:].transpose(0, 1).flatten(1))
+        return self.head(h_n[-self.directions :].transpose(0, 1).flatten(1))
 
 
 register_architecture("rnn", build=RNN, procedure=SUPERVISED)

@@ -5,10 +5,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from services import PrivatePostgres, PrivateRedis
 
 from app.db.migrate import upgrade_to_head
 from app.settings import Settings
-from services import PrivatePostgres, PrivateRedis
 
 
 def _needs(binary: str) -> None:
@@ -38,7 +38,15 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 
 
 @pytest.fixture
-def fault_settings(private_redis: PrivateRedis, private_postgres: PrivatePostgres,
-                   tmp_path: Path) -> Settings:
-    return Settings(database_url=private_postgres.url, redis_url=private_redis.url, nnforge_home=tmp_path / "home",
-                    heartbeat_seconds=0.2, lease_seconds=3.0, reconcile_seconds=0.5, auth=False)
+def fault_settings(
+    private_redis: PrivateRedis, private_postgres: PrivatePostgres, tmp_path: Path
+) -> Settings:
+    return Settings(
+        database_url=private_postgres.url,
+        redis_url=private_redis.url,
+        nnforge_home=tmp_path / "home",
+        heartbeat_seconds=0.2,
+        lease_seconds=3.0,
+        reconcile_seconds=0.5,
+        auth=False,
+    )

@@ -21,8 +21,12 @@ def session_factory(settings: Settings) -> sessionmaker[Session]:
 def submit(settings: Settings, spec: dict, *, max_restarts: int = 3) -> str:
     factory = session_factory(settings)
     with factory() as session:
-        job = create_job(session=session, job_in=JobCreate.model_validate(spec), owner="local",
-                         limits=settings.model_copy(update={"max_restarts": max_restarts}))
+        job = create_job(
+            session=session,
+            job_in=JobCreate.model_validate(spec),
+            owner="local",
+            limits=settings.model_copy(update={"max_restarts": max_restarts}),
+        )
         session.commit()
         job_id, queue = job.id, job.queue
     publish_job(make_celery(settings), job_id, queue)
@@ -36,14 +40,20 @@ def job_row(factory: sessionmaker[Session], job_id: str) -> Job:
 
 def steps_of(factory: sessionmaker[Session], job_id: str, name: str = "loss") -> list[int]:
     with factory() as session:
-        return list(session.scalars(select(Metric.step).where(Metric.job_id == job_id, Metric.name == name)
-                                    .order_by(Metric.step)))
+        return list(
+            session.scalars(
+                select(Metric.step).where(Metric.job_id == job_id, Metric.name == name).order_by(Metric.step)
+            )
+        )
 
 
 def latest_checkpoint_bytes(factory: sessionmaker[Session], job_id: str) -> bytes:
     with factory() as session:
-        row = session.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id)
-                              .order_by(Checkpoint.step.desc(), Checkpoint.id.desc())).first()
+        row = session.scalars(
+            select(Checkpoint)
+            .where(Checkpoint.job_id == job_id)
+            .order_by(Checkpoint.step.desc(), Checkpoint.id.desc())
+        ).first()
         assert row is not None
         return row.data
 

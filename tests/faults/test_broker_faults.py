@@ -2,27 +2,36 @@
 
 from pathlib import Path
 
+from jobs import job_row, session_factory, steps_of, submit
+from services import PrivateRedis
 from sqlalchemy import select
+from support import WorkerProcess, wait_for
 
 from app.db.tables import Job
 from app.settings import Settings
-from jobs import job_row, session_factory, steps_of, submit
-from services import PrivateRedis
-from support import WorkerProcess, wait_for
 
-LONG = {"dataset": {"name": "digits"}, "model": {"arch": "mlp", "hidden_sizes": [128]},
-        "training": {"epochs": 40, "batch_size": 16}}
-SHORT = {"dataset": {"name": "moons"}, "model": {"arch": "mlp", "hidden_sizes": [8]},
-         "training": {"epochs": 1, "batch_size": 256}}
+LONG = {
+    "dataset": {"name": "digits"},
+    "model": {"arch": "mlp", "hidden_sizes": [128]},
+    "training": {"epochs": 40, "batch_size": 16},
+}
+SHORT = {
+    "dataset": {"name": "moons"},
+    "model": {"arch": "mlp", "hidden_sizes": [8]},
+    "training": {"epochs": 1, "batch_size": 256},
+}
 
 
-def test_redis_killed_and_restarted_empty_loses_no_job(fault_settings: Settings, private_redis: PrivateRedis,
-                                                       tmp_path: Path) -> None:
+def test_redis_killed_and_restarted_empty_loses_no_job(
+    fault_settings: Settings, private_redis: PrivateRedis, tmp_path: Path
+) -> None:
     factory = session_factory(fault_settings)
     worker = WorkerProcess(fault_settings, tmp_path / "worker.log")
     try:
         running = submit(fault_settings, LONG)
-        wait_for(lambda: job_row(factory, running).status == "running", timeout=60, what="the long job to run")
+        wait_for(
+            lambda: job_row(factory, running).status == "running", timeout=60, what="the long job to run"
+        )
         queued = [submit(fault_settings, SHORT | {"name": f"q{i}"}) for i in range(20)]
         private_redis.kill()  # every queued message is gone with it
         private_redis.start()  # empty: nothing was persisted
@@ -42,16 +51,21 @@ def test_redis_killed_and_restarted_empty_loses_no_job(fault_settings: Settings,
         assert steps == list(range(1, len(steps) + 1)) and steps
 
 
-def test_redelivery_after_a_short_visibility_timeout_never_runs_a_job_twice(fault_settings: Settings,
-                                                                            tmp_path: Path) -> None:
+def test_redelivery_after_a_short_visibility_timeout_never_runs_a_job_twice(
+    fault_settings: Settings, tmp_path: Path
+) -> None:
     settings = fault_settings.model_copy(update={"broker_visibility_seconds": 2.0})
     factory = session_factory(settings)
     workers = [WorkerProcess(settings, tmp_path / f"worker-{i}.log") for i in range(2)]
     try:
         # Longer than the visibility timeout plus kombu's 10 s restore sweep, so Redis redelivers it.
         job_id = submit(settings, LONG | {"training": {"epochs": 400, "batch_size": 16}})
-        job = wait_for(lambda: (j := job_row(factory, job_id)).status == "succeeded" and j, timeout=300,
-                       interval=0.5, what="the job to succeed")
+        job = wait_for(
+            lambda: (j := job_row(factory, job_id)).status == "succeeded" and j,
+            timeout=300,
+            interval=0.5,
+            what="the job to succeed",
+        )
     finally:
         for worker in workers:
             worker.stop()

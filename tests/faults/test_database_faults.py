@@ -1,24 +1,28 @@
-"""A database outage costs time: the worker buffers and retries, the API answers 503 at once, nothing is lost."""
+"""A database outage costs time: the worker retries, the API answers 503 at once, nothing is lost."""
 
 import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-
-from app.main import create_app
-from app.settings import Settings
 from jobs import job_row, session_factory, steps_of, submit
 from services import PrivatePostgres
 from support import WorkerProcess, wait_for
 
-SPEC = {"dataset": {"name": "digits"}, "model": {"arch": "mlp", "hidden_sizes": [128]},
-        "training": {"epochs": 20, "batch_size": 16}}
+from app.main import create_app
+from app.settings import Settings
+
+SPEC = {
+    "dataset": {"name": "digits"},
+    "model": {"arch": "mlp", "hidden_sizes": [128]},
+    "training": {"epochs": 20, "batch_size": 16},
+}
 TOTAL_STEPS = 20 * 79
 OUTAGE_SECONDS = 30
 
 
-def test_postgres_down_for_30_s_mid_job_loses_no_metric(fault_settings: Settings,
-                                                        private_postgres: PrivatePostgres, tmp_path: Path) -> None:
+def test_postgres_down_for_30_s_mid_job_loses_no_metric(
+    fault_settings: Settings, private_postgres: PrivatePostgres, tmp_path: Path
+) -> None:
     factory = session_factory(fault_settings)
     job_id = submit(fault_settings, SPEC)
     worker = WorkerProcess(fault_settings, tmp_path / "worker.log")
@@ -34,8 +38,12 @@ def test_postgres_down_for_30_s_mid_job_loses_no_metric(fault_settings: Settings
                 answers.append((response.status_code, time.monotonic() - asked))
                 time.sleep(1)
             private_postgres.start()
-            job = wait_for(lambda: (j := api.get(f"/v1/jobs/{job_id}").json())["status"] == "succeeded" and j,
-                           timeout=240, interval=0.5, what="the job to finish after the outage")
+            job = wait_for(
+                lambda: (j := api.get(f"/v1/jobs/{job_id}").json())["status"] == "succeeded" and j,
+                timeout=240,
+                interval=0.5,
+                what="the job to finish after the outage",
+            )
     finally:
         worker.stop()
     assert {code for code, _ in answers} == {503}

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from models.splits import split_indices
 from models.dataset_info import BUILTIN_DATASETS
 from models.registry import get_architecture, list_architectures, register_architecture
 from models.specs import parse_job_spec
+from models.splits import split_indices
 from models.train import fit
 
 # One small instance per architecture and input kind: (arch, dataset, model overrides).
@@ -20,14 +20,23 @@ CASES = [
     ("rnn", "digits", {"cell": "gru", "hidden_size": 8, "bidirectional": True, "num_layers": 2}),
     ("rnn", "sine", {"cell": "lstm", "hidden_size": 8}),
     ("gan", "gaussian-ring", {"generator": {"hidden_sizes": [8]}, "discriminator": {"hidden_sizes": [8]}}),
-    ("gan", "digits", {"generator": {"kind": "conv", "channels": 4}, "discriminator": {"kind": "conv", "channels": 4}}),
+    (
+        "gan",
+        "digits",
+        {"generator": {"kind": "conv", "channels": 4}, "discriminator": {"kind": "conv", "channels": 4}},
+    ),
 ]
 IDS = [f"{arch}-{dataset}-{i}" for i, (arch, dataset, _) in enumerate(CASES)]
 
 
 def _spec(arch: str, dataset: str, model: dict, **training: object):
-    return parse_job_spec({"dataset": {"name": dataset}, "model": {"arch": arch, **model},
-                           "training": {"epochs": 1, "batch_size": 32, **training}})
+    return parse_job_spec(
+        {
+            "dataset": {"name": dataset},
+            "model": {"arch": arch, **model},
+            "training": {"epochs": 1, "batch_size": 32, **training},
+        }
+    )
 
 
 def test_registry_covers_every_arch_in_the_cases() -> None:
@@ -54,8 +63,11 @@ def test_build_matches_spec_parameter_count_and_output_shape(arch: str, dataset:
         assert network.discriminator(out).shape == (3, 1)
     else:
         out = network(torch.randn(3, *problem.input_shape))
-        expected = (3, problem.input_shape[0], problem.output_size) if problem.per_step_output else (
-            3, problem.output_size)
+        expected = (
+            (3, problem.input_shape[0], problem.output_size)
+            if problem.per_step_output
+            else (3, problem.output_size)
+        )
         assert out.shape == expected
 
 

@@ -9,17 +9,28 @@ import pytest
 import torch
 from safetensors.torch import load as load_safetensors
 
-from models.checkpoint import checkpoint_bytes, export_safetensors, load_model, read_checkpoint, save_checkpoint
-from models.splits import split_indices
+from models.checkpoint import (
+    checkpoint_bytes,
+    export_safetensors,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+)
 from models.datasets import builtin_dataset
 from models.specs import JobSpec, parse_job_spec
+from models.splits import split_indices
 from models.train import fit
 
 
 @pytest.fixture(scope="module")
 def mlp_run():
-    spec = parse_job_spec({"dataset": {"name": "digits"}, "model": {"arch": "mlp", "hidden_sizes": [32]},
-                           "training": {"epochs": 3, "seed": 1}})
+    spec = parse_job_spec(
+        {
+            "dataset": {"name": "digits"},
+            "model": {"arch": "mlp", "hidden_sizes": [32]},
+            "training": {"epochs": 3, "seed": 1},
+        }
+    )
     return spec, fit(spec)
 
 
@@ -39,8 +50,9 @@ def test_load_model_on_raw_inputs_reproduces_reported_test_accuracy(mlp_run, tmp
     model = load_model(path)
 
     raw = builtin_dataset("digits")
-    test = split_indices(len(raw.x), spec.training.validation_fraction, spec.training.test_fraction,
-                         spec.training.seed)["test"]
+    test = split_indices(
+        len(raw.x), spec.training.validation_fraction, spec.training.test_fraction, spec.training.seed
+    )["test"]
     with torch.no_grad():
         predicted = model(torch.tensor(raw.x[test])).argmax(1).numpy()  # raw 8×8 images, unnormalised
     accuracy = float(np.mean(predicted == raw.y[test]))
@@ -49,8 +61,9 @@ def test_load_model_on_raw_inputs_reproduces_reported_test_accuracy(mlp_run, tmp
 
 
 def test_load_model_of_a_gan_generates_in_raw_units() -> None:
-    spec = parse_job_spec({"dataset": {"name": "gaussian-ring"}, "model": {"arch": "gan"},
-                           "training": {"epochs": 1}})
+    spec = parse_job_spec(
+        {"dataset": {"name": "gaussian-ring"}, "model": {"arch": "gan"}, "training": {"epochs": 1}}
+    )
     result = fit(spec)
     model = load_model(checkpoint_bytes(result.checkpoint))
     z = torch.randn(5, spec.model.latent_dim)
@@ -89,5 +102,5 @@ def test_export_safetensors_holds_weights_and_spec(mlp_run) -> None:
         assert torch.equal(tensors[f"model.{key}"], value)
     assert torch.equal(tensors["normalization.mean"], result.checkpoint["normalization"]["mean"])
     header_length = int.from_bytes(data[:8], "little")
-    metadata = json.loads(data[8:8 + header_length])["__metadata__"]
+    metadata = json.loads(data[8 : 8 + header_length])["__metadata__"]
     assert JobSpec.model_validate(json.loads(metadata["spec"])) == spec

@@ -65,8 +65,12 @@ def test_vanilla_rnn_learns_digits_as_sequences() -> None:
 def last_value_mse(spec: JobSpec) -> float:
     """MSE on the test split of the predictor that repeats the current value (y_t = x_t)."""
     raw = builtin_dataset("sine")
-    test = split_indices(raw.info.num_samples, spec.training.validation_fraction, spec.training.test_fraction,
-                         spec.training.seed)["test"]
+    test = split_indices(
+        raw.info.num_samples,
+        spec.training.validation_fraction,
+        spec.training.test_fraction,
+        spec.training.seed,
+    )["test"]
     assert len(test) > 0
     return float(np.mean((raw.x[test].astype(np.float64) - raw.y[test]) ** 2))
 

@@ -18,8 +18,10 @@ from models.onnx_export import INPUT, export_onnx  # noqa: E402
 @pytest.mark.parametrize(
     "spec",
     [
-        {"dataset": {"name": "digits"}, "model": {"arch": "cnn", "conv_blocks": [{"channels": 4}],
-                                                  "batch_norm": True}},
+        {
+            "dataset": {"name": "digits"},
+            "model": {"arch": "cnn", "conv_blocks": [{"channels": 4}], "batch_norm": True},
+        },
         {"dataset": {"name": "sine"}, "model": {"arch": "rnn", "cell": "lstm", "hidden_size": 8}},
         {"dataset": {"name": "gaussian-ring"}, "model": {"arch": "gan", "latent_dim": 4}},
     ],

@@ -1,4 +1,4 @@
-"""Resuming from a checkpoint continues the run exactly: bitwise-equal weights, one continuous metric series."""
+"""Resuming from a checkpoint continues the run exactly: bitwise-equal weights, one metric series."""
 
 from typing import Any
 
@@ -11,20 +11,34 @@ from models.train import EpochReport, Hook, StepReport, fit
 
 SPECS = {
     # dropout and a schedule exercise the RNG and scheduler state; momentum the optimizer state
-    "mlp": {"dataset": {"name": "digits"},
-            "model": {"arch": "mlp", "hidden_sizes": [32], "dropout": 0.2},
-            "optimizer": {"name": "momentum", "lr": 0.05, "schedule": {"kind": "cosine"}, "warmup_steps": 5},
-            "training": {"epochs": 4, "batch_size": 128, "seed": 3}},
-    "gan": {"dataset": {"name": "gaussian-ring"},
-            "model": {"arch": "gan", "generator": {"hidden_sizes": [16]}, "discriminator": {"hidden_sizes": [16]},
-                      "d_steps": 2, "discriminator_optimizer": {"name": "rmsprop", "lr": 0.001}},
-            "optimizer": {"name": "adam", "lr": 0.001},
-            "training": {"epochs": 3, "batch_size": 256, "seed": 5}},
-    "rnn": {"dataset": {"name": "sine"},
-            "model": {"arch": "rnn", "cell": "gru", "hidden_size": 8},
-            "optimizer": {"name": "adagrad", "lr": 0.05, "schedule": {"kind": "step", "step_size": 1,
-                                                                    "gamma": 0.5}},
-            "training": {"epochs": 3, "batch_size": 100, "seed": 7}},
+    "mlp": {
+        "dataset": {"name": "digits"},
+        "model": {"arch": "mlp", "hidden_sizes": [32], "dropout": 0.2},
+        "optimizer": {"name": "momentum", "lr": 0.05, "schedule": {"kind": "cosine"}, "warmup_steps": 5},
+        "training": {"epochs": 4, "batch_size": 128, "seed": 3},
+    },
+    "gan": {
+        "dataset": {"name": "gaussian-ring"},
+        "model": {
+            "arch": "gan",
+            "generator": {"hidden_sizes": [16]},
+            "discriminator": {"hidden_sizes": [16]},
+            "d_steps": 2,
+            "discriminator_optimizer": {"name": "rmsprop", "lr": 0.001},
+        },
+        "optimizer": {"name": "adam", "lr": 0.001},
+        "training": {"epochs": 3, "batch_size": 256, "seed": 5},
+    },
+    "rnn": {
+        "dataset": {"name": "sine"},
+        "model": {"arch": "rnn", "cell": "gru", "hidden_size": 8},
+        "optimizer": {
+            "name": "adagrad",
+            "lr": 0.05,
+            "schedule": {"kind": "step", "step_size": 1, "gamma": 0.5},
+        },
+        "training": {"epochs": 3, "batch_size": 100, "seed": 7},
+    },
 }
 
 

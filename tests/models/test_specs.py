@@ -107,7 +107,9 @@ def test_parameter_count_over_the_limit_names_count_and_limit() -> None:
 
 def test_parameter_count_is_computed_without_allocating() -> None:
     # 2 × 4096² weights would take seconds and gigabytes to allocate; counting is arithmetic.
-    huge = DatasetInfo(name="wide", task="classification", num_samples=10, sample_shape=(4096,), num_classes=10)
+    huge = DatasetInfo(
+        name="wide", task="classification", num_samples=10, sample_shape=(4096,), num_classes=10
+    )
     spec = parse_job_spec(_spec(model={"arch": "mlp", "hidden_sizes": [4096] * 8}))
     assert spec.model.num_parameters(huge) == 4096 * 4096 * 8 + 4096 * 8 + 4096 * 10 + 10
 
@@ -123,8 +125,9 @@ def test_parameter_count_is_computed_without_allocating() -> None:
         ("digits", {"arch": "rnn", "head": "per_step"}, "model.head", "per-step"),
     ],
 )
-def test_dry_check_refuses_specs_that_cannot_run_on_their_dataset(dataset: str, model: dict, field: str,
-                                                                  words: str) -> None:
+def test_dry_check_refuses_specs_that_cannot_run_on_their_dataset(
+    dataset: str, model: dict, field: str, words: str
+) -> None:
     spec = parse_job_spec({"dataset": {"name": dataset}, "model": model})
     with pytest.raises(SpecError) as caught:
         dry_check(spec, BUILTIN_DATASETS[dataset])
@@ -140,8 +143,9 @@ def test_dry_check_reports_a_network_that_fails_at_run_time(monkeypatch: pytest.
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x64 and 63x8)")
 
     mlp = get_architecture("mlp")
-    monkeypatch.setattr(models.dry_check, "get_architecture",
-                        lambda name: Architecture(name, broken_build, mlp.procedure))
+    monkeypatch.setattr(
+        models.dry_check, "get_architecture", lambda name: Architecture(name, broken_build, mlp.procedure)
+    )
     with pytest.raises(SpecError) as caught:
         dry_check(parse_job_spec(_spec()), BUILTIN_DATASETS["digits"])
     issue = caught.value.issues[0]
@@ -151,7 +155,9 @@ def test_dry_check_reports_a_network_that_fails_at_run_time(monkeypatch: pytest.
 
 def test_dry_check_returns_the_parameter_count_for_a_good_spec() -> None:
     spec = parse_job_spec(_spec())
-    assert dry_check(spec, BUILTIN_DATASETS["digits"]) == spec.model.num_parameters(BUILTIN_DATASETS["digits"])
+    assert dry_check(spec, BUILTIN_DATASETS["digits"]) == spec.model.num_parameters(
+        BUILTIN_DATASETS["digits"]
+    )
 
 
 def test_json_schema_publishes_one_schema_per_kind() -> None:

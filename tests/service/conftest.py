@@ -10,16 +10,18 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+# The live_stack fixture (an API server and a worker) is shared by the client, CLI and browser tests.
+from live_stack import live_stack  # noqa: F401
+
 from app.db.engine import make_engine, make_session_factory, transaction
 from app.db.migrate import upgrade_to_head
 from app.main import create_app
 from app.settings import Settings
 from app.tokens import create_token
 
-# The live_stack fixture (an API server and a worker) is shared by the client, CLI and browser tests.
-from live_stack import live_stack  # noqa: F401
-
-POSTGRES_ADMIN_URL = os.environ.get("NNFORGE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "NNFORGE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_TEST_URL = os.environ.get("NNFORGE_TEST_REDIS", "redis://127.0.0.1:6379")
 
 
@@ -32,8 +34,9 @@ def _missing(service: str, error: Exception) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT",
-                             connect_args={"connect_timeout": 3})
+    admin = sa.create_engine(
+        POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
     name = f"nnforge_test_{uuid.uuid4().hex[:10]}"
     try:
         with admin.connect() as connection:
@@ -63,8 +66,12 @@ def redis_database(number: int) -> str:
 
 @pytest.fixture(scope="module")
 def api_settings(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(database_url=postgres_url, redis_url=redis_database(12),
-                    nnforge_home=tmp_path_factory.mktemp("home"), heartbeat_seconds=0.2)
+    return Settings(
+        database_url=postgres_url,
+        redis_url=redis_database(12),
+        nnforge_home=tmp_path_factory.mktemp("home"),
+        heartbeat_seconds=0.2,
+    )
 
 
 def new_token(settings: Settings, owner: str) -> str:
@@ -79,5 +86,7 @@ def new_token(settings: Settings, owner: str) -> str:
 def client(api_settings: Settings) -> Iterator[TestClient]:
     """An API client authenticated as a fresh owner."""
     with TestClient(create_app(api_settings)) as test_client:
-        test_client.headers["Authorization"] = f"Bearer {new_token(api_settings, f'owner-{uuid.uuid4().hex[:6]}')}"
+        test_client.headers["Authorization"] = (
+            f"Bearer {new_token(api_settings, f'owner-{uuid.uuid4().hex[:6]}')}"
+        )
         yield test_client

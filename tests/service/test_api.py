@@ -15,7 +15,11 @@ from app.db.tables import Metric
 from app.main import create_app
 from app.settings import Settings
 
-MOONS = {"dataset": {"name": "moons"}, "model": {"arch": "mlp", "hidden_sizes": [8]}, "training": {"epochs": 1}}
+MOONS = {
+    "dataset": {"name": "moons"},
+    "model": {"arch": "mlp", "hidden_sizes": [8]},
+    "training": {"epochs": 1},
+}
 PROBLEM = "application/problem+json"
 
 
@@ -50,8 +54,9 @@ def test_submit_returns_202_location_and_the_queued_job(client: TestClient) -> N
         ({"model": {"arch": "mlp"}}, "dataset", "Field required"),
     ],
 )
-def test_submit_refuses_bad_specs_with_problem_details(client: TestClient, body: dict, field: str,
-                                                       words: str) -> None:
+def test_submit_refuses_bad_specs_with_problem_details(
+    client: TestClient, body: dict, field: str, words: str
+) -> None:
     response = client.post("/v1/jobs", json=body)
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM
@@ -105,8 +110,20 @@ def test_metrics_downsampling_keeps_each_buckets_extremes(client: TestClient) ->
     values = np.sin(np.arange(1000) / 10.0)
     values[537] = 50.0  # a spike an average would hide
     with client.app.state.session_factory() as session:  # type: ignore[attr-defined]
-        session.execute(insert(Metric), [{"job_id": job["id"], "name": "loss", "step": s + 1, "epoch": 1,
-                                         "value": float(v), "time": utcnow()} for s, v in enumerate(values)])
+        session.execute(
+            insert(Metric),
+            [
+                {
+                    "job_id": job["id"],
+                    "name": "loss",
+                    "step": s + 1,
+                    "epoch": 1,
+                    "value": float(v),
+                    "time": utcnow(),
+                }
+                for s, v in enumerate(values)
+            ],
+        )
         session.commit()
     full = client.get(f"/v1/jobs/{job['id']}/metrics").json()
     assert len(full["series"]["loss"]) == 1000 and not full["downsampled"]
@@ -182,8 +199,11 @@ def test_readyz_and_reads_answer_503_quickly_when_dependencies_are_down(tmp_path
     from support import free_port
 
     dead = free_port()
-    settings = Settings(database_url=f"postgresql://postgres@127.0.0.1:{dead}/x",
-                        redis_url=f"redis://127.0.0.1:{dead}/0", nnforge_home=tmp_path)
+    settings = Settings(
+        database_url=f"postgresql://postgres@127.0.0.1:{dead}/x",
+        redis_url=f"redis://127.0.0.1:{dead}/0",
+        nnforge_home=tmp_path,
+    )
     with TestClient(create_app(settings)) as client:
         started = time.monotonic()
         ready = client.get("/readyz")
@@ -195,7 +215,9 @@ def test_readyz_and_reads_answer_503_quickly_when_dependencies_are_down(tmp_path
 
 
 def test_app_starts_without_importing_torch(api_settings: Settings) -> None:
-    code = ("import sys; from app.main import create_app; from app.settings import Settings; "
-            f"create_app(Settings(nnforge_home={str(api_settings.nnforge_home)!r})); "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys; from app.main import create_app; from app.settings import Settings; "
+        f"create_app(Settings(nnforge_home={str(api_settings.nnforge_home)!r})); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -6,14 +6,18 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import new_token
 from fastapi.testclient import TestClient
+from support import ROOT
 
 from app.main import create_app
 from app.settings import Settings
-from conftest import new_token
-from support import ROOT
 
-SPEC = {"dataset": {"name": "moons"}, "model": {"arch": "mlp", "hidden_sizes": [4]}, "training": {"epochs": 1}}
+SPEC = {
+    "dataset": {"name": "moons"},
+    "model": {"arch": "mlp", "hidden_sizes": [4]},
+    "training": {"epochs": 1},
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +50,12 @@ def _alices_objects(alice: TestClient) -> tuple[str, str]:
 def test_every_route_hides_another_owners_objects_as_404(alice: TestClient, bob: TestClient) -> None:
     job_id, dataset_id = _alices_objects(alice)
     foreign = [
-        ("GET", f"/v1/jobs/{job_id}"), ("POST", f"/v1/jobs/{job_id}/cancel"),
-        ("GET", f"/v1/jobs/{job_id}/metrics"), ("GET", f"/v1/jobs/{job_id}/checkpoints"),
-        ("GET", f"/v1/jobs/{job_id}/checkpoints/latest"), ("GET", f"/v1/jobs/{job_id}/checkpoints/best"),
+        ("GET", f"/v1/jobs/{job_id}"),
+        ("POST", f"/v1/jobs/{job_id}/cancel"),
+        ("GET", f"/v1/jobs/{job_id}/metrics"),
+        ("GET", f"/v1/jobs/{job_id}/checkpoints"),
+        ("GET", f"/v1/jobs/{job_id}/checkpoints/latest"),
+        ("GET", f"/v1/jobs/{job_id}/checkpoints/best"),
         ("GET", f"/v1/datasets/{dataset_id}"),
     ]
     for method, path in foreign:
@@ -77,17 +84,30 @@ def test_missing_malformed_and_unknown_tokens_get_401(app_settings: Settings, he
 
 
 def test_revoked_token_gets_401(app_settings: Settings) -> None:
-    env = {"DATABASE_URL": app_settings.database_url or "", "NNFORGE_HOME": str(app_settings.nnforge_home),
-           "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    created = subprocess.run([sys.executable, "-m", "app.cli", "token", "create", "--owner", "carol"],
-                             env=env, capture_output=True, text=True, check=True)
+    env = {
+        "DATABASE_URL": app_settings.database_url or "",
+        "NNFORGE_HOME": str(app_settings.nnforge_home),
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+    }
+    created = subprocess.run(
+        [sys.executable, "-m", "app.cli", "token", "create", "--owner", "carol"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     secret = created.stdout.strip()
     token_id = created.stderr.split()[1]
     with TestClient(create_app(app_settings)) as client:
         headers = {"Authorization": f"Bearer {secret}"}
         assert client.get("/v1/jobs", headers=headers).status_code == 200
-        subprocess.run([sys.executable, "-m", "app.cli", "token", "revoke", token_id], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "app.cli", "token", "revoke", token_id],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         assert client.get("/v1/jobs", headers=headers).status_code == 401
 
 

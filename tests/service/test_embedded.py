@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx2
 import torch
-
 from support import ROOT, free_port, wait_for
 
 
@@ -17,11 +16,17 @@ def test_serve_runs_a_job_on_sqlite_and_the_filesystem_broker(tmp_path: Path) ->
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env |= {"NNFORGE_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT), "HEARTBEAT_SECONDS": "0.2"}
     log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen([sys.executable, "-c", "from app.cli import main; main()", "serve", "--port",
-                               str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from app.cli import main; main()", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
+
         def ready() -> bool:
             try:
                 return httpx2.get(f"{base}/readyz", timeout=2).status_code == 200
@@ -32,12 +37,22 @@ def test_serve_runs_a_job_on_sqlite_and_the_filesystem_broker(tmp_path: Path) ->
         token = (tmp_path / "home" / "token").read_text().strip()
         auth = {"Authorization": f"Bearer {token}"}
         assert httpx2.get(f"{base}/v1/jobs", timeout=5).status_code == 401
-        spec = {"dataset": {"name": "moons"}, "model": {"arch": "mlp", "hidden_sizes": [16]},
-                "training": {"epochs": 3}}
+        spec = {
+            "dataset": {"name": "moons"},
+            "model": {"arch": "mlp", "hidden_sizes": [16]},
+            "training": {"epochs": 3},
+        }
         job_id = httpx2.post(f"{base}/v1/jobs", json=spec, headers=auth, timeout=60).json()["id"]
-        job = wait_for(lambda: (j := httpx2.get(f"{base}/v1/jobs/{job_id}", headers=auth, timeout=5).json())["status"]
-                       in ("succeeded", "failed", "cancelled") and j, timeout=180, interval=0.5,
-                       what="the job to finish")
+        job = wait_for(
+            lambda: (
+                (j := httpx2.get(f"{base}/v1/jobs/{job_id}", headers=auth, timeout=5).json())["status"]
+                in ("succeeded", "failed", "cancelled")
+                and j
+            ),
+            timeout=180,
+            interval=0.5,
+            what="the job to finish",
+        )
         assert job["status"] == "succeeded", (job["error"], (tmp_path / "serve.log").read_text()[-3000:])
         checkpoint = httpx2.get(f"{base}/v1/jobs/{job_id}/checkpoints/best", headers=auth, timeout=10)
         (tmp_path / "best.pt").write_bytes(checkpoint.content)

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from support import WorkerProcess, wait_for
 
 from app.main import create_app
 from app.settings import Settings
 from models.checkpoint import load_model
 from models.datasets import builtin_dataset
 from models.splits import split_indices
-from support import WorkerProcess, wait_for
 
 JOB_TIMEOUT = 240
 
@@ -24,8 +24,12 @@ JOB_TIMEOUT = 240
 def e2e_settings(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     from conftest import redis_database
 
-    return Settings(database_url=postgres_url, redis_url=redis_database(11),
-                    nnforge_home=tmp_path_factory.mktemp("e2e"), heartbeat_seconds=0.2)
+    return Settings(
+        database_url=postgres_url,
+        redis_url=redis_database(11),
+        nnforge_home=tmp_path_factory.mktemp("e2e"),
+        heartbeat_seconds=0.2,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +59,16 @@ def _finished(api: TestClient, job_id: str, worker: WorkerProcess) -> dict:
         raise AssertionError(worker.log_path.read_text()[-4000:]) from None
 
 
-def test_mlp_on_digits_end_to_end_reproduces_its_reported_accuracy(api: TestClient, worker: WorkerProcess,
-                                                                   tmp_path: Path) -> None:
-    spec = {"name": "digits-mlp", "dataset": {"name": "digits"}, "model": {"arch": "mlp", "hidden_sizes": [64]},
-            "optimizer": {"name": "adam", "lr": 0.003}, "training": {"epochs": 6, "seed": 4}}
+def test_mlp_on_digits_end_to_end_reproduces_its_reported_accuracy(
+    api: TestClient, worker: WorkerProcess, tmp_path: Path
+) -> None:
+    spec = {
+        "name": "digits-mlp",
+        "dataset": {"name": "digits"},
+        "model": {"arch": "mlp", "hidden_sizes": [64]},
+        "optimizer": {"name": "adam", "lr": 0.003},
+        "training": {"epochs": 6, "seed": 4},
+    }
     job = _finished(api, api.post("/v1/jobs", json=spec).json()["id"], worker)
     assert job["status"] == "succeeded", job["error"]
     assert (job["attempt"], job["progress"]["epoch"], job["progress"]["fraction"]) == (1, 6, 1.0)
@@ -75,8 +85,12 @@ def test_mlp_on_digits_end_to_end_reproduces_its_reported_accuracy(api: TestClie
     assert int(download.headers["content-length"]) == checkpoints[-1]["size"]
     assert download.headers["etag"].startswith(f'"{checkpoints[-1]["sha256"]}')
     assert "attachment" in download.headers["content-disposition"]
-    assert api.get(f"/v1/jobs/{job['id']}/checkpoints/latest",
-                   headers={"If-None-Match": download.headers["etag"]}).status_code == 304
+    assert (
+        api.get(
+            f"/v1/jobs/{job['id']}/checkpoints/latest", headers={"If-None-Match": download.headers["etag"]}
+        ).status_code
+        == 304
+    )
     path = tmp_path / "digits.pt"
     path.write_bytes(download.content)
     torch.load(path, weights_only=True)
@@ -98,12 +112,21 @@ def test_mlp_on_digits_end_to_end_reproduces_its_reported_accuracy(api: TestClie
 @pytest.mark.parametrize(
     "spec",
     [
-        {"dataset": {"name": "digits"}, "model": {"arch": "cnn", "conv_blocks": [{"channels": 8}]},
-         "training": {"epochs": 2}},
-        {"dataset": {"name": "digits"}, "model": {"arch": "rnn", "cell": "rnn", "hidden_size": 32},
-         "training": {"epochs": 2}},
-        {"dataset": {"name": "sine"}, "model": {"arch": "rnn", "cell": "lstm", "hidden_size": 16},
-         "training": {"epochs": 2}},
+        {
+            "dataset": {"name": "digits"},
+            "model": {"arch": "cnn", "conv_blocks": [{"channels": 8}]},
+            "training": {"epochs": 2},
+        },
+        {
+            "dataset": {"name": "digits"},
+            "model": {"arch": "rnn", "cell": "rnn", "hidden_size": 32},
+            "training": {"epochs": 2},
+        },
+        {
+            "dataset": {"name": "sine"},
+            "model": {"arch": "rnn", "cell": "lstm", "hidden_size": 16},
+            "training": {"epochs": 2},
+        },
         {"dataset": {"name": "gaussian-ring"}, "model": {"arch": "gan"}, "training": {"epochs": 2}},
     ],
     ids=["cnn", "rnn", "lstm-sine", "gan"],
@@ -124,25 +147,41 @@ def test_uploaded_dataset_trains_end_to_end(api: TestClient, worker: WorkerProce
     buffer.write("a,b,c,d,target\n")
     for row, target in zip(x, y, strict=True):
         buffer.write(",".join(f"{v:.6f}" for v in row) + f",{target:.6f}\n")
-    uploaded = api.post("/v1/datasets", files={"file": ("linear.csv", buffer.getvalue().encode())},
-                        data={"label_column": "target"}).json()
+    uploaded = api.post(
+        "/v1/datasets",
+        files={"file": ("linear.csv", buffer.getvalue().encode())},
+        data={"label_column": "target"},
+    ).json()
     assert uploaded["task"] == "regression"
-    spec = {"dataset": {"id": uploaded["id"]}, "model": {"arch": "mlp", "hidden_sizes": [16]},
-            "optimizer": {"lr": 0.01}, "training": {"epochs": 20}}
+    spec = {
+        "dataset": {"id": uploaded["id"]},
+        "model": {"arch": "mlp", "hidden_sizes": [16]},
+        "optimizer": {"lr": 0.01},
+        "training": {"epochs": 20},
+    }
     job = _finished(api, api.post("/v1/jobs", json=spec).json()["id"], worker)
     assert job["status"] == "succeeded", job["error"]
     assert job["latest_metrics"]["test_mse"] < 0.1 * float(np.var(y))
 
 
 def test_cancel_a_running_job_stops_it_with_a_checkpoint(api: TestClient, worker: WorkerProcess) -> None:
-    spec = {"dataset": {"name": "digits"}, "model": {"arch": "mlp", "hidden_sizes": [256, 256]},
-            "training": {"epochs": 500, "batch_size": 8}}
+    spec = {
+        "dataset": {"name": "digits"},
+        "model": {"arch": "mlp", "hidden_sizes": [256, 256]},
+        "training": {"epochs": 500, "batch_size": 8},
+    }
     job_id = api.post("/v1/jobs", json=spec).json()["id"]
-    wait_for(lambda: api.get(f"/v1/jobs/{job_id}").json()["progress"]["step"] > 0, timeout=JOB_TIMEOUT,
-             what="the job to train")
+    wait_for(
+        lambda: api.get(f"/v1/jobs/{job_id}").json()["progress"]["step"] > 0,
+        timeout=JOB_TIMEOUT,
+        what="the job to train",
+    )
     assert api.post(f"/v1/jobs/{job_id}/cancel").status_code == 202
-    job = wait_for(lambda: (j := api.get(f"/v1/jobs/{job_id}").json())["status"] != "running" and j,
-                   timeout=30, what="the job to stop")
+    job = wait_for(
+        lambda: (j := api.get(f"/v1/jobs/{job_id}").json())["status"] != "running" and j,
+        timeout=30,
+        what="the job to stop",
+    )
     assert job["status"] == "cancelled"
     assert job["error"]["type"] == "cancelled"
     assert job["progress"]["epoch"] < 500

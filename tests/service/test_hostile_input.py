@@ -12,12 +12,17 @@ from fastapi.testclient import TestClient
 from app.settings import Settings
 from models import limits
 
-SPEC = {"dataset": {"name": "moons"}, "model": {"arch": "mlp", "hidden_sizes": [4]}, "training": {"epochs": 1}}
+SPEC = {
+    "dataset": {"name": "moons"},
+    "model": {"arch": "mlp", "hidden_sizes": [4]},
+    "training": {"epochs": 1},
+}
 
 
 def test_a_declared_body_over_the_cap_is_413_unread(client: TestClient) -> None:
-    response = client.post("/v1/jobs", content=b"{}", headers={"content-type": "application/json",
-                                                               "content-length": str(10**9)})
+    response = client.post(
+        "/v1/jobs", content=b"{}", headers={"content-type": "application/json", "content-length": str(10**9)}
+    )
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
 
@@ -49,8 +54,13 @@ def test_hostile_uploads_get_422_with_flat_memory(client: TestClient) -> None:
         archive.writestr("x.npy", _npy_header((10**9, 10**3)) + b"\0" * 64)
     pickled = io.BytesIO()
     np.savez(pickled, x=np.array([{"a": 1}, None], dtype=object))
-    cases = {"huge-shape.npz": lying.getvalue(), "pickle.npz": pickled.getvalue(),
-             "not-a-zip.npz": b"PK\x03\x04garbage", "ragged.csv": b"a,b\n1,2\n3\n", "binary.csv": b"\xff\xfe\x00"}
+    cases = {
+        "huge-shape.npz": lying.getvalue(),
+        "pickle.npz": pickled.getvalue(),
+        "not-a-zip.npz": b"PK\x03\x04garbage",
+        "ragged.csv": b"a,b\n1,2\n3\n",
+        "binary.csv": b"\xff\xfe\x00",
+    }
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for name, data in cases.items():
         response = client.post("/v1/datasets", files={"file": (name, data)})
@@ -59,25 +69,39 @@ def test_hostile_uploads_get_422_with_flat_memory(client: TestClient) -> None:
     assert grown_kib < 50_000  # a 10⁹×10³ float32 array would be 4 TB; nothing near was allocated
 
 
-@pytest.mark.parametrize(("path", "value"), [
-    ("training.epochs", limits.MAX_EPOCHS + 1), ("training.batch_size", limits.MAX_BATCH_SIZE + 1),
-    ("optimizer.lr", "NaN"), ("optimizer.lr", -1.0), ("model.hidden_sizes", [limits.MAX_WIDTH + 1]),
-    ("model.hidden_sizes", [8] * (limits.MAX_LAYERS + 1)), ("training.seed", "zero"),
-])
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("training.epochs", limits.MAX_EPOCHS + 1),
+        ("training.batch_size", limits.MAX_BATCH_SIZE + 1),
+        ("optimizer.lr", "NaN"),
+        ("optimizer.lr", -1.0),
+        ("model.hidden_sizes", [limits.MAX_WIDTH + 1]),
+        ("model.hidden_sizes", [8] * (limits.MAX_LAYERS + 1)),
+        ("training.seed", "zero"),
+    ],
+)
 def test_specs_over_limits_or_of_wrong_types_are_422(client: TestClient, path: str, value: object) -> None:
     body: dict = {**SPEC, "model": dict(SPEC["model"]), "training": dict(SPEC["training"]), "optimizer": {}}
     section, field = path.split(".")
     body[section][field] = value
-    response = client.post("/v1/jobs", json=body) if value != "NaN" else client.post(
-        "/v1/jobs", content=b'{"dataset": {"name": "moons"}, "model": {"arch": "mlp"}, "optimizer": {"lr": NaN}}',
-        headers={"content-type": "application/json"})
+    response = (
+        client.post("/v1/jobs", json=body)
+        if value != "NaN"
+        else client.post(
+            "/v1/jobs",
+            content=b'{"dataset": {"name": "moons"}, "model": {"arch": "mlp"}, "optimizer": {"lr": NaN}}',
+            headers={"content-type": "application/json"},
+        )
+    )
     assert response.status_code == 422, response.text
     assert any(e["field"].startswith(path) for e in response.json()["errors"]), response.json()
 
 
 def test_an_owner_over_the_queued_limit_gets_429(api_settings: Settings) -> None:
-    from app.main import create_app
     from conftest import new_token
+
+    from app.main import create_app
 
     limited = api_settings.model_copy(update={"max_queued_jobs_per_owner": 2})
     with TestClient(create_app(limited)) as api:

@@ -3,15 +3,19 @@
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+from conftest import new_token
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from app.db.tables import Job
 from app.main import create_app
 from app.settings import Settings
-from conftest import new_token
 
-SPEC = {"dataset": {"name": "moons"}, "model": {"arch": "mlp", "hidden_sizes": [4]}, "training": {"epochs": 1}}
+SPEC = {
+    "dataset": {"name": "moons"},
+    "model": {"arch": "mlp", "hidden_sizes": [4]},
+    "training": {"epochs": 1},
+}
 
 
 def _jobs_named(client: TestClient, name: str) -> int:
@@ -50,7 +54,9 @@ def test_fifty_concurrent_posts_with_one_key_make_exactly_one_job(client: TestCl
     key, name = str(uuid.uuid4()), f"race-{uuid.uuid4().hex[:6]}"
 
     def post(_: int) -> int:
-        return client.post("/v1/jobs", json={**SPEC, "name": name}, headers={"Idempotency-Key": key}).status_code
+        return client.post(
+            "/v1/jobs", json={**SPEC, "name": name}, headers={"Idempotency-Key": key}
+        ).status_code
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         codes = list(pool.map(post, range(50)))

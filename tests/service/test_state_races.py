@@ -21,9 +21,19 @@ from app.settings import Settings
 from workers.job_store import JobStore, LeaseLost
 from workers.reconciler import Reconciler
 
-SPEC = {"dataset": {"name": "moons"}, "model": {"arch": "mlp", "hidden_sizes": [4]}, "training": {"epochs": 1}}
-LEGAL = {("queued", "running"), ("queued", "cancelled"), ("running", "queued"), ("running", "succeeded"),
-         ("running", "failed"), ("running", "cancelled")}
+SPEC = {
+    "dataset": {"name": "moons"},
+    "model": {"arch": "mlp", "hidden_sizes": [4]},
+    "training": {"epochs": 1},
+}
+LEGAL = {
+    ("queued", "running"),
+    ("queued", "cancelled"),
+    ("running", "queued"),
+    ("running", "succeeded"),
+    ("running", "failed"),
+    ("running", "cancelled"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +45,12 @@ def factory(api_settings: Settings):  # type: ignore[no-untyped-def]
 
 def _new_job(factory, settings: Settings) -> str:  # type: ignore[no-untyped-def]
     with factory() as session:
-        job = create_job(session=session, job_in=JobCreate.model_validate(SPEC), owner=f"race-{uuid.uuid4()}",
-                         limits=settings)
+        job = create_job(
+            session=session,
+            job_in=JobCreate.model_validate(SPEC),
+            owner=f"race-{uuid.uuid4()}",
+            limits=settings,
+        )
         session.commit()
         return job.id
 
@@ -85,8 +99,10 @@ def test_cancel_racing_completion_has_exactly_one_winner_50_times(factory, api_s
         job_id = _new_job(factory, api_settings)
         store = JobStore(factory, job_id, f"runner-{uuid.uuid4()}")
         assert store.claim(max_running_per_owner=10) is not None
-        done, cancelled = _race(lambda s=store: s.finish(status="succeeded"),
-                                lambda s=store: s.finish(status="cancelled", error_type="cancelled"))
+        done, cancelled = _race(
+            lambda s=store: s.finish(status="succeeded"),
+            lambda s=store: s.finish(status="cancelled", error_type="cancelled"),
+        )
         assert [done, cancelled].count(True) == 1
         with factory() as session:
             final = session.get_one(Job, job_id)
@@ -136,8 +152,9 @@ class JobLifecycle(RuleBasedStateMachine):
     @rule()
     def kill_and_reconcile(self) -> None:
         with self.factory() as session:
-            session.execute(update(Job).where(Job.id == self.job_id).values(
-                heartbeat_at=utcnow() - timedelta(hours=1)))
+            session.execute(
+                update(Job).where(Job.id == self.job_id).values(heartbeat_at=utcnow() - timedelta(hours=1))
+            )
             session.commit()
         reconciler = Reconciler(self.factory, JobLifecycle.celery, self.settings)
         reconciler.take_back_lapsed_leases()
@@ -170,6 +187,7 @@ def test_job_lifecycle_state_machine(factory, api_settings: Settings) -> None:
     JobLifecycle.session_factory = factory
     JobLifecycle.celery = make_celery(api_settings)
     runner = JobLifecycle.TestCase
-    runner.settings = settings(max_examples=25, stateful_step_count=12, deadline=None,
-                               suppress_health_check=[HealthCheck.too_slow])
+    runner.settings = settings(
+        max_examples=25, stateful_step_count=12, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
     runner().runTest()

@@ -16,8 +16,11 @@ router = APIRouter(prefix="/v1", tags=["catalog"], dependencies=[Depends(get_own
 
 
 def _entry(spec: type[BaseModel]) -> dict[str, Any]:
-    return {"schema": spec.model_json_schema(), "defaults": spec().model_dump(mode="json"),
-            "description": (spec.__doc__ or "").strip()}
+    return {
+        "schema": spec.model_json_schema(),
+        "defaults": spec().model_dump(mode="json"),
+        "description": (spec.__doc__ or "").strip(),
+    }
 
 
 def _optimizer_types() -> list[type[BaseModel]]:
@@ -28,7 +31,9 @@ def _optimizer_types() -> list[type[BaseModel]]:
 @router.get("/catalog", response_model=Catalog)
 def read_catalog() -> Catalog:
     return Catalog(
-        architectures={s.model_fields["arch"].default: _entry(s) for s in (MLPSpec, CNNSpec, RNNSpec, GANSpec)},
+        architectures={
+            s.model_fields["arch"].default: _entry(s) for s in (MLPSpec, CNNSpec, RNNSpec, GANSpec)
+        },
         optimizers={s.model_fields["name"].default: _entry(s) for s in _optimizer_types()},
         datasets=builtins_public(),
         templates=TEMPLATES,

@@ -18,11 +18,19 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 CHUNK = 1 << 20
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetPublic,
-             responses={409: {"description": "the same Idempotency-Key is still in flight"}})
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetPublic,
+    responses={409: {"description": "the same Idempotency-Key is still in flight"}},
+)
 def upload_dataset(
-    request: Request, session: SessionDep, owner: OwnerDep,
-    file: Annotated[UploadFile, File(description=f".npz (x, optional y) or .csv, at most {MAX_UPLOAD_BYTES} B")],
+    request: Request,
+    session: SessionDep,
+    owner: OwnerDep,
+    file: Annotated[
+        UploadFile, File(description=f".npz (x, optional y) or .csv, at most {MAX_UPLOAD_BYTES} B")
+    ],
     label_column: Annotated[str | None, Form(max_length=256, description="CSV: the target column")] = None,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JSONResponse:
@@ -34,20 +42,33 @@ def upload_dataset(
             raise PayloadTooLarge(f"uploads are limited to {MAX_UPLOAD_BYTES:,} bytes")
 
     def store() -> tuple[int, Any, dict[str, str]]:
-        dataset = store_upload(session=session, owner=owner, filename=file.filename or "upload",
-                               data=bytes(data), label_column=label_column)
+        dataset = store_upload(
+            session=session,
+            owner=owner,
+            filename=file.filename or "upload",
+            data=bytes(data),
+            label_column=label_column,
+        )
         return 201, upload_public(dataset).model_dump(mode="json"), {"Location": f"/v1/datasets/{dataset.id}"}
 
     fingerprint = request_hash(bytes(data), (file.filename or "").encode(), (label_column or "").encode())
-    result = run_once(request.app.state.session_factory, session, owner=owner, route="POST /v1/datasets",
-                      key=idempotency_key, fingerprint=fingerprint, produce=store)
+    result = run_once(
+        request.app.state.session_factory,
+        session,
+        owner=owner,
+        route="POST /v1/datasets",
+        key=idempotency_key,
+        fingerprint=fingerprint,
+        produce=store,
+    )
     return JSONResponse(result.body, status_code=result.status_code, headers=result.headers)
 
 
 @router.get("", response_model=DatasetsPublic)
 def list_datasets(session: SessionDep, owner: OwnerDep) -> DatasetsPublic:
-    return DatasetsPublic(items=builtins_public() + [upload_public(d) for d in list_uploads(session=session,
-                                                                                          owner=owner)])
+    return DatasetsPublic(
+        items=builtins_public() + [upload_public(d) for d in list_uploads(session=session, owner=owner)]
+    )
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic)

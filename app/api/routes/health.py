@@ -30,5 +30,6 @@ def readyz(session: SessionDep, celery: CeleryDep, settings: SettingsDep) -> JSO
     except Exception as error:
         checks["broker"] = f"unreachable: {type(error).__name__}"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
-                        status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+    )

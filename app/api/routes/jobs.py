@@ -7,6 +7,7 @@ from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from app.api.deps import CeleryDep, OwnerDep, SessionDep
+from app.idempotency import request_hash, run_once
 from app.jobs import (
     MAX_PAGE_SIZE,
     create_job,
@@ -16,7 +17,6 @@ from app.jobs import (
     request_cancel,
     to_public,
 )
-from app.idempotency import request_hash, run_once
 from app.queue import publish_job
 from app.schemas import JobCreate, JobPublic, JobsPublic
 
@@ -24,10 +24,20 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger("nnforge.api")
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic,
-             responses={409: {"description": "the same Idempotency-Key is still in flight"}})
-def submit_job(job_in: JobCreate, request: Request, session: SessionDep, celery: CeleryDep, owner: OwnerDep,
-               idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> JSONResponse:
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobPublic,
+    responses={409: {"description": "the same Idempotency-Key is still in flight"}},
+)
+def submit_job(
+    job_in: JobCreate,
+    request: Request,
+    session: SessionDep,
+    celery: CeleryDep,
+    owner: OwnerDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> JSONResponse:
     """Validate and dry-check the spec, store the job as queued, then wake a worker. With an
     `Idempotency-Key`, a retry of the same request returns the first response and creates nothing."""
 
@@ -37,9 +47,15 @@ def submit_job(job_in: JobCreate, request: Request, session: SessionDep, celery:
         return 202, public.model_dump(mode="json"), {"Location": f"/v1/jobs/{job.id}"}
 
     # The row is the truth: it commits (with the idempotency record) before the message goes out.
-    result = run_once(request.app.state.session_factory, session, owner=owner, route="POST /v1/jobs",
-                      key=idempotency_key, fingerprint=request_hash(job_in.model_dump_json().encode()),
-                      produce=create)
+    result = run_once(
+        request.app.state.session_factory,
+        session,
+        owner=owner,
+        route="POST /v1/jobs",
+        key=idempotency_key,
+        fingerprint=request_hash(job_in.model_dump_json().encode()),
+        produce=create,
+    )
     job_id, queue = result.body["id"], result.body["queue"]
     if not result.replayed:
         try:
@@ -51,16 +67,20 @@ def submit_job(job_in: JobCreate, request: Request, session: SessionDep, celery:
 
 @router.get("", response_model=JobsPublic)
 def list_all_jobs(
-    session: SessionDep, owner: OwnerDep,
-    status_: Annotated[Literal["queued", "running", "succeeded", "failed", "cancelled"] | None,
-                       Query(alias="status")] = None,
+    session: SessionDep,
+    owner: OwnerDep,
+    status_: Annotated[
+        Literal["queued", "running", "succeeded", "failed", "cancelled"] | None, Query(alias="status")
+    ] = None,
     arch: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JobsPublic:
     """Newest first; follow `next_cursor` for older jobs."""
     page = list_jobs(session=session, owner=owner, status=status_, arch=arch, limit=limit, cursor=cursor)
-    return JobsPublic(items=[to_public(job, position=None) for job in page.jobs], next_cursor=page.next_cursor)
+    return JobsPublic(
+        items=[to_public(job, position=None) for job in page.jobs], next_cursor=page.next_cursor
+    )
 
 
 @router.get("/{job_id}", response_model=JobPublic)

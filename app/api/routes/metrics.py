@@ -14,9 +14,15 @@ router = APIRouter(prefix="/v1/jobs", tags=["metrics"])
 
 @router.get("/{job_id}/metrics", response_model=MetricsPublic)
 def read_metrics(
-    job_id: str, session: SessionDep, owner: OwnerDep,
-    name: Annotated[list[str] | None, Query(max_length=50, description="series names; all by default")] = None,
-    after_step: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="only steps after this one")] = None,
+    job_id: str,
+    session: SessionDep,
+    owner: OwnerDep,
+    name: Annotated[
+        list[str] | None, Query(max_length=50, description="series names; all by default")
+    ] = None,
+    after_step: Annotated[
+        int | None, Query(ge=0, le=2**31 - 1, description="only steps after this one")
+    ] = None,
     max_points: Annotated[int | None, Query(ge=2, le=100_000, description="downsample each series")] = None,
 ) -> MetricsPublic:
     get_job(session=session, job_id=job_id, owner=owner)
