@@ -15,8 +15,11 @@ from models.errors import SpecError
 from models.specs import parse_job_spec
 from models.templates import TEMPLATES
 
-cli = typer.Typer(help="nnforge: train the classic neural networks from a spec.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+cli = typer.Typer(
+    help="nnforge: train the classic neural networks from a spec.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 console = Console(stderr=True)
 
 
@@ -29,8 +32,12 @@ def _fail(error: SpecError) -> None:
 @cli.command()
 def train(
     spec_file: Annotated[Path, typer.Argument(help="job spec, YAML or JSON")],
-    out: Annotated[Path | None, typer.Option(help="checkpoint path (default: SPEC.pt beside the spec)")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: optimizer.lr=0.01")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="checkpoint path (default: SPEC.pt beside the spec)")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a field: optimizer.lr=0.01")
+    ] = None,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads")] = 1,
 ) -> None:
     """Train a spec locally, without the service: a progress bar, a line per epoch, a checkpoint file."""
@@ -51,8 +58,10 @@ def train(
             result = fit(spec, hook=hook)
     except SpecError as error:
         _fail(error)
-    console.print(f"{result.status}: " + "  ".join(f"{k} {v:.4g}" for k, v in result.metrics.items()
-                                                   if k.startswith("test_")))
+    console.print(
+        f"{result.status}: "
+        + "  ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k.startswith("test_"))
+    )
     console.print(f"checkpoint: {destination}")
 
 
@@ -63,7 +72,9 @@ def template(
 ) -> None:
     """Print a starter spec that trains in under a minute on a CPU."""
     if arch not in TEMPLATES:
-        console.print(f"[red]error[/red] --arch: unknown template {arch!r}; choose from {', '.join(TEMPLATES)}")
+        console.print(
+            f"[red]error[/red] --arch: unknown template {arch!r}; choose from {', '.join(TEMPLATES)}"
+        )
         raise typer.Exit(code=2)
     spec: dict[str, Any] = TEMPLATES[arch]
     typer.echo(json.dumps(spec, indent=2) if output == "json" else yaml.safe_dump(spec, sort_keys=False))

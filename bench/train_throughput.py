@@ -72,16 +72,21 @@ VARIANTS = ("fit", "plain", "dataloader")
 WARMUP_EPOCHS = 1
 TARGET_FIT_VS_PLAIN = 0.95
 TARGET_FIT_VS_DATALOADER = 1.0
-RATIOS = {"fit/plain": ("fit", "plain"), "fit/dataloader": ("fit", "dataloader"),
-          "plain/dataloader": ("plain", "dataloader")}
+RATIOS = {
+    "fit/plain": ("fit", "plain"),
+    "fit/dataloader": ("fit", "dataloader"),
+    "plain/dataloader": ("plain", "dataloader"),
+}
 TARGETS = {"fit/plain": TARGET_FIT_VS_PLAIN, "fit/dataloader": TARGET_FIT_VS_DATALOADER}
 # The issue's reference numbers are for the 64-128-64-10 ReLU MLP; the "mlp" template has since grown
 # (wider, GELU, dropout), so the benchmark keeps the issue's network to stay comparable.
 MODEL_OVERRIDES: dict[str, dict[str, Any]] = {
     "mlp": {"hidden_sizes": [128, 64], "activation": "relu", "dropout": 0.0},
 }
-REFERENCE = ("Reference from the issue (this kind of machine, 1 thread): the plain loop trains the MLP at "
-             "about 50k samples/s; plain/DataLoader 1.5 (mlp), 1.04 (cnn), 1.17 (rnn).")
+REFERENCE = (
+    "Reference from the issue (this kind of machine, 1 thread): the plain loop trains the MLP at "
+    "about 50k samples/s; plain/DataLoader 1.5 (mlp), 1.04 (cnn), 1.17 (rnn)."
+)
 
 Step = Callable[[Tensor, Tensor | None], None]
 Clock = tuple[float, float]  # (wall, process CPU) seconds
@@ -104,16 +109,22 @@ class ArchResult:
 def bench_spec(template: str, epochs: int) -> JobSpec:
     raw = copy.deepcopy(TEMPLATES[template])
     raw["model"] |= MODEL_OVERRIDES.get(template, {})
-    raw["training"] |= {"epochs": WARMUP_EPOCHS + epochs, "validation_fraction": 0.0, "test_fraction": 0.0,
-                        "checkpoint_every": WARMUP_EPOCHS + epochs, "device": "cpu"}
+    raw["training"] |= {
+        "epochs": WARMUP_EPOCHS + epochs,
+        "validation_fraction": 0.0,
+        "test_fraction": 0.0,
+        "checkpoint_every": WARMUP_EPOCHS + epochs,
+        "device": "cpu",
+    }
     return parse_job_spec(raw)
 
 
 # ------------------------------------------------------------------------------------ the hand-written step
 
 
-def _backward_step(optimizer: Optimizer, loss: Tensor, params: list[nn.Parameter],
-                   clip: float | None) -> None:
+def _backward_step(
+    optimizer: Optimizer, loss: Tensor, params: list[nn.Parameter], clip: float | None
+) -> None:
     loss.backward()
     if clip is not None:
         nn.utils.clip_grad_norm_(params, clip)
@@ -187,7 +198,7 @@ def time_plain(spec: JobSpec, x: Tensor, y: Tensor | None, epochs: int) -> Clock
     def run_epoch() -> None:
         order = torch.randperm(len(x))
         for start in range(0, len(x), batch_size):
-            index = order[start:start + batch_size]
+            index = order[start : start + batch_size]
             step(x[index], None if y is None else y[index])
 
     return _timed_epochs(run_epoch, epochs)
@@ -221,7 +232,9 @@ def time_fit(spec: JobSpec, x: Tensor, y: Tensor | None, epochs: int) -> Clock:
 
 
 TIMERS: dict[str, Callable[[JobSpec, Tensor, Tensor | None, int], Clock]] = {
-    "fit": time_fit, "plain": time_plain, "dataloader": time_dataloader,
+    "fit": time_fit,
+    "plain": time_plain,
+    "dataloader": time_dataloader,
 }
 
 
@@ -234,10 +247,16 @@ def measure(template: str, rounds: int, seconds: float, epochs: int | None) -> A
         epoch_seconds = time_plain(spec, x, y, 2)[0] / 2
         epochs = max(2, min(500, math.ceil(seconds / epoch_seconds)))
     spec = bench_spec(template, epochs)
-    result = ArchResult(template, epochs, len(x), spec.training.batch_size, {v: [] for v in VARIANTS},
-                        {v: [] for v in VARIANTS})
+    result = ArchResult(
+        template,
+        epochs,
+        len(x),
+        spec.training.batch_size,
+        {v: [] for v in VARIANTS},
+        {v: [] for v in VARIANTS},
+    )
     for r in range(rounds):
-        for variant in VARIANTS[r % 3:] + VARIANTS[:r % 3]:
+        for variant in VARIANTS[r % 3 :] + VARIANTS[: r % 3]:
             wall, cpu = TIMERS[variant](spec, x, y, epochs)
             result.rates[variant].append(epochs * len(x) / wall)
             result.cpu_rates[variant].append(epochs * len(x) / cpu)
@@ -250,11 +269,20 @@ def measure(template: str, rounds: int, seconds: float, epochs: int | None) -> A
 def machine(threads: int) -> dict[str, Any]:
     cpu = platform.processor() or "unknown"
     with contextlib.suppress(OSError, StopIteration):
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "load_average": os.getloadavg(), "torch": torch.__version__, "python": platform.python_version(),
-            "threads": threads}
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "load_average": os.getloadavg(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": threads,
+    }
 
 
 def _ratio_cell(values: list[float]) -> str:
@@ -264,13 +292,25 @@ def _ratio_cell(values: list[float]) -> str:
 def render(results: list[ArchResult], info: dict[str, Any], rounds: int, *, cpu: bool) -> Table:
     load = ", ".join(f"{v:.2f}" for v in info["load_average"])
     clock = "process CPU" if cpu else "wall-clock"
-    table = Table(title=f"Training samples per {clock} second: median of {rounds} paired rounds "
-                        "(ratios: median of the per-round ratios (min–max))",
-                  caption=f"{info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable), "
-                          f"load {load}, torch {info['torch']}, python {info['python']}, "
-                          f"{info['threads']} thread(s)")
-    for column in ("arch", "epochs × samples", "fit", "plain", "DataLoader", "fit/plain", "≥ 0.95",
-                   "fit/DL", "≥ 1.00", "plain/DL"):
+    table = Table(
+        title=f"Training samples per {clock} second: median of {rounds} paired rounds "
+        "(ratios: median of the per-round ratios (min–max))",
+        caption=f"{info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable), "
+        f"load {load}, torch {info['torch']}, python {info['python']}, "
+        f"{info['threads']} thread(s)",
+    )
+    for column in (
+        "arch",
+        "epochs × samples",
+        "fit",
+        "plain",
+        "DataLoader",
+        "fit/plain",
+        "≥ 0.95",
+        "fit/DL",
+        "≥ 1.00",
+        "plain/DL",
+    ):
         table.add_column(column, justify="left" if column == "arch" else "right", no_wrap=True)
     for res in results:
         cells = [res.template, f"{res.epochs} × {res.samples_per_epoch}"]
@@ -286,8 +326,13 @@ def render(results: list[ArchResult], info: dict[str, Any], rounds: int, *, cpu:
 
 
 def to_json(results: list[ArchResult], info: dict[str, Any], rounds: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"machine": info, "rounds": rounds, "warmup_epochs": WARMUP_EPOCHS,
-                           "targets": TARGETS, "results": []}
+    out: dict[str, Any] = {
+        "machine": info,
+        "rounds": rounds,
+        "warmup_epochs": WARMUP_EPOCHS,
+        "targets": TARGETS,
+        "results": [],
+    }
     for res in results:
         entry = asdict(res)
         for clock, cpu in (("wall", False), ("cpu", True)):
@@ -296,8 +341,9 @@ def to_json(results: list[ArchResult], info: dict[str, Any], rounds: int) -> dic
             entry[clock] = {
                 "median_samples_per_second": {v: statistics.median(r) for v, r in rates.items()},
                 "ratios": {name: {"rounds": r, "median": statistics.median(r)} for name, r in ratios.items()},
-                "targets_met": {name: statistics.median(ratios[name]) >= target
-                                for name, target in TARGETS.items()},
+                "targets_met": {
+                    name: statistics.median(ratios[name]) >= target for name, target in TARGETS.items()
+                },
             }
         out["results"].append(entry)
     return out
@@ -307,10 +353,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     parser.add_argument("--rounds", type=int, default=9, help="paired rounds per architecture (default 9)")
-    parser.add_argument("--seconds", type=float, default=0.6,
-                        help="calibrate the timed epochs so one measurement lasts about this long")
-    parser.add_argument("--epochs", type=int, choices=range(1, 1000), default=None, metavar="1..999",
-                        help="timed epochs for every architecture (default: calibrated)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=0.6,
+        help="calibrate the timed epochs so one measurement lasts about this long",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        choices=range(1, 1000),
+        default=None,
+        metavar="1..999",
+        help="timed epochs for every architecture (default: calibrated)",
+    )
     parser.add_argument("--arch", choices=TEMPLATE_NAMES, nargs="+", default=list(TEMPLATE_NAMES))
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
     args = parser.parse_args(argv)
