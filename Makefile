@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SPEC ?= examples/mlp-digits.yaml
-EXTRAS ?= dev,onnx  # onnx: ?format=onnx exports (about 120 MB); drop it with EXTRAS=dev
+# onnx: ?format=onnx exports (about 120 MB); drop it with EXTRAS=dev
+EXTRAS ?= dev,onnx
 
 .PHONY: install run train test lint bench clean
 
