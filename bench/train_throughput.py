@@ -266,7 +266,7 @@ def measure(template: str, rounds: int, seconds: float, epochs: int | None) -> A
 # ---------------------------------------------------------------------------------------------- reporting
 
 
-def machine(threads: int) -> dict[str, Any]:
+def machine(threads: int, load_before: float) -> dict[str, Any]:
     cpu = platform.processor() or "unknown"
     with contextlib.suppress(OSError, StopIteration):
         cpu = next(
@@ -278,7 +278,7 @@ def machine(threads: int) -> dict[str, Any]:
         "cpu": cpu,
         "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)),
-        "load_average": os.getloadavg(),
+        "load_average": [load_before, os.getloadavg()[0]],  # 1-minute, before and after
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": threads,
@@ -290,13 +290,13 @@ def _ratio_cell(values: list[float]) -> str:
 
 
 def render(results: list[ArchResult], info: dict[str, Any], rounds: int, *, cpu: bool) -> Table:
-    load = ", ".join(f"{v:.2f}" for v in info["load_average"])
+    load = " → ".join(f"{v:.2f}" for v in info["load_average"])
     clock = "process CPU" if cpu else "wall-clock"
     table = Table(
         title=f"Training samples per {clock} second: median of {rounds} paired rounds "
         "(ratios: median of the per-round ratios (min–max))",
         caption=f"{info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable), "
-        f"load {load}, torch {info['torch']}, python {info['python']}, "
+        f"1-min load {load}, torch {info['torch']}, python {info['python']}, "
         f"{info['threads']} thread(s)",
     )
     for column in (
@@ -372,11 +372,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     console = Console(width=max(Console().width, 140))  # the table's width, also when piped
+    load_before = os.getloadavg()[0]
     results = []
     for template in args.arch:
         with console.status(f"measuring {template} ..."):
             results.append(measure(template, args.rounds, args.seconds, args.epochs))
-    info = machine(args.threads)
+    info = machine(args.threads, load_before)
     console.print(render(results, info, args.rounds, cpu=False))
     console.print(render(results, info, args.rounds, cpu=True))
     console.print(REFERENCE)

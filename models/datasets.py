@@ -1,5 +1,6 @@
 """Built-in datasets, generated or shipped with scikit-learn (nothing downloads), and dataset resolution."""
 
+import importlib.util
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -17,10 +18,18 @@ SINE_STEPS = 50
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+    # load_digits() reads this file too; reading it directly skips importing scikit-learn (and SciPy), about
+    # 2.5 s of every training process's start-up on a 2-core machine. Same arrays, same order.
+    spec = importlib.util.find_spec("sklearn")
+    locations = spec.submodule_search_locations if spec is not None else None
+    path = Path(locations[0]) / "datasets" / "data" / "digits.csv.gz" if locations else None
+    if path is None or not path.is_file():
+        from sklearn.datasets import load_digits
 
-    bunch = load_digits()
-    return bunch.images.astype(np.float32), bunch.target.astype(np.int64)
+        bunch = load_digits()
+        return bunch.images.astype(np.float32), bunch.target.astype(np.int64)
+    data = np.loadtxt(path, delimiter=",")  # (1797, 65): 64 pixels, then the label
+    return data[:, :-1].reshape(-1, 8, 8).astype(np.float32), data[:, -1].astype(np.int64)
 
 
 def _moons() -> tuple[np.ndarray, np.ndarray]:

@@ -83,7 +83,7 @@ def test_read_checkpoint_refuses_a_pickle_that_runs_code(tmp_path: Path) -> None
 
     path = tmp_path / "evil.pt"
     with path.open("wb") as handle:
-        pickle.dump({"format": "nnforge.checkpoint", "x": Exploit()}, handle)
+        pickle.dump({"format": "nnforge.checkpoint", "x": Exploit()}, handle, protocol=2)
     with pytest.raises(pickle.UnpicklingError):
         read_checkpoint(path)
     assert not marker.exists()
