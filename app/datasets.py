@@ -3,6 +3,7 @@
 import hashlib
 import uuid
 from pathlib import PurePath
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -56,19 +57,19 @@ def list_uploads(*, session: Session, owner: str) -> list[Dataset]:
 
 
 def builtin_public(info: DatasetInfo) -> DatasetPublic:
-    return DatasetPublic(id=None, builtin=True, **_shape_fields(info))
+    return _public(info, id=None, builtin=True)
 
 
 def upload_public(dataset: Dataset) -> DatasetPublic:
     info = DatasetInfo.model_validate(dataset.info)
-    return DatasetPublic(
+    return _public(
+        info,
         id=dataset.id,
         builtin=False,
         format=dataset.format,
         size=dataset.size,
         sha256=dataset.sha256,
         created_at=dataset.created_at,
-        **_shape_fields(info),
     )
 
 
@@ -76,14 +77,15 @@ def builtins_public() -> list[DatasetPublic]:
     return [builtin_public(info) for info in BUILTIN_DATASETS.values()]
 
 
-def _shape_fields(info: DatasetInfo) -> dict[str, object]:
-    return {
-        "name": info.name,
-        "task": info.task,
-        "num_samples": info.num_samples,
-        "sample_shape": list(info.sample_shape),
-        "target_shape": list(info.target_shape),
-        "num_classes": info.num_classes,
-        "classes": list(info.classes) if info.classes else None,
-        "description": info.description,
-    }
+def _public(info: DatasetInfo, **stored: Any) -> DatasetPublic:
+    return DatasetPublic(
+        name=info.name,
+        task=info.task,
+        num_samples=info.num_samples,
+        sample_shape=list(info.sample_shape),
+        target_shape=list(info.target_shape),
+        num_classes=info.num_classes,
+        classes=list(info.classes) if info.classes else None,
+        description=info.description,
+        **stored,
+    )

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from math import ceil
+from typing import cast
 
 from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.orm import Session
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.db.base import utcnow
 from app.db.tables import TERMINAL_STATUSES, Dataset, Job
 from app.queue import QUEUE_FOR_DEVICE
-from app.schemas import JobCreate, JobError, JobPublic, Progress
+from app.schemas import JobCreate, JobError, JobPublic, JobStatus, Progress
 from app.settings import Settings
 from models.dataset_info import BUILTIN_DATASETS, DatasetInfo
 from models.errors import SpecError
@@ -189,7 +190,7 @@ def to_public(job: Job, *, position: int | None) -> JobPublic:
     return JobPublic(
         id=job.id,
         name=job.name,
-        status=job.status,
+        status=cast(JobStatus, job.status),
         arch=job.arch,
         spec=job.spec,  # type: ignore[arg-type]
         num_parameters=job.num_parameters,

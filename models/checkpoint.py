@@ -34,17 +34,17 @@ class Progress:
 
 
 def rng_state(shuffle: torch.Generator) -> dict[str, Any]:
-    np_state = np.random.get_state()
+    _, np_key, np_pos, np_has_gauss, np_gaussian = np.random.get_state(legacy=True)  # type: ignore[misc]
     py_version, py_internal, py_gauss = random.getstate()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "shuffle": shuffle.get_state(),
         "numpy": {
-            "key": torch.from_numpy(np_state[1].astype(np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
+            "key": torch.from_numpy(np.asarray(np_key, dtype=np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_gaussian),
         },
         "python": {
             "version": py_version,
@@ -126,6 +126,9 @@ def read_checkpoint(source: str | os.PathLike[str] | BinaryIO | bytes) -> dict[s
 class NormalizedModel(nn.Module):
     """A trained network that takes raw inputs: reshapes them to its view and applies the training
     normalisation itself. For a GAN it maps latent vectors to samples in raw units."""
+
+    mean: Tensor
+    std: Tensor
 
     def __init__(
         self,
