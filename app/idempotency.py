@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, and_, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,6 +37,10 @@ def request_hash(*parts: bytes) -> str:
     return digest.hexdigest()
 
 
+def _this_key(owner: str, route: str, key: str) -> ColumnElement[bool]:
+    return and_(IdempotencyKey.owner == owner, IdempotencyKey.route == route, IdempotencyKey.key == key)
+
+
 def begin(
     factory: sessionmaker[Session], *, owner: str, route: str, key: str, fingerprint: str
 ) -> Replay | None:
@@ -44,9 +48,7 @@ def begin(
     with factory() as session:
         session.execute(
             delete(IdempotencyKey).where(
-                IdempotencyKey.owner == owner,
-                IdempotencyKey.route == route,
-                IdempotencyKey.key == key,
+                _this_key(owner, route, key),
                 IdempotencyKey.status_code.is_(None),
                 IdempotencyKey.created_at < utcnow() - ABANDONED_AFTER,
             )
@@ -59,11 +61,7 @@ def begin(
             return None
         except IntegrityError:
             session.rollback()
-        row = session.scalars(
-            select(IdempotencyKey).where(
-                IdempotencyKey.owner == owner, IdempotencyKey.route == route, IdempotencyKey.key == key
-            )
-        ).one()
+        row = session.scalars(select(IdempotencyKey).where(_this_key(owner, route, key))).one()
     if row.request_hash != fingerprint:
         raise SpecError.single("Idempotency-Key", key, "this key was used with a different request body")
     if row.status_code is None or row.response is None:
@@ -84,7 +82,7 @@ def complete(
     """Store the response in the caller's transaction, so it commits together with what it describes."""
     session.execute(
         update(IdempotencyKey)
-        .where(IdempotencyKey.owner == owner, IdempotencyKey.route == route, IdempotencyKey.key == key)
+        .where(_this_key(owner, route, key))
         .values(status_code=status_code, response={"body": body, "headers": headers})
     )
 
@@ -93,12 +91,7 @@ def abandon(factory: sessionmaker[Session], *, owner: str, route: str, key: str)
     """Free the key after a failed request, so the client may retry it."""
     with factory() as session:
         session.execute(
-            delete(IdempotencyKey).where(
-                IdempotencyKey.owner == owner,
-                IdempotencyKey.route == route,
-                IdempotencyKey.key == key,
-                IdempotencyKey.status_code.is_(None),
-            )
+            delete(IdempotencyKey).where(_this_key(owner, route, key), IdempotencyKey.status_code.is_(None))
         )
         session.commit()
 
