@@ -56,6 +56,8 @@ def test_every_route_hides_another_owners_objects_as_404(alice: TestClient, bob:
         ("GET", f"/v1/jobs/{job_id}/checkpoints"),
         ("GET", f"/v1/jobs/{job_id}/checkpoints/latest"),
         ("GET", f"/v1/jobs/{job_id}/checkpoints/best"),
+        ("GET", f"/v1/jobs/{job_id}/logs"),
+        ("GET", f"/v1/jobs/{job_id}/events"),
         ("GET", f"/v1/datasets/{dataset_id}"),
     ]
     for method, path in foreign:
@@ -119,3 +121,10 @@ def test_request_rate_over_the_limit_gets_429_with_retry_after(app_settings: Set
         assert codes[:3] == [200, 200, 200] and 429 in codes[3:]
         response = client.get("/v1/jobs")
         assert response.status_code == 429 and int(response.headers["retry-after"]) >= 1
+
+
+def test_serve_refuses_to_listen_beyond_loopback_with_auth_off(app_settings: Settings) -> None:
+    from app.serve import prepare
+
+    with pytest.raises(SystemExit, match="AUTH off"):
+        prepare(app_settings.model_copy(update={"auth": False, "host": "0.0.0.0"}))

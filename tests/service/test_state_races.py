@@ -112,6 +112,19 @@ def test_cancel_racing_completion_has_exactly_one_winner_50_times(factory, api_s
         assert store.finish(status="failed") is False  # terminal states never change
 
 
+def test_a_claim_waits_while_the_owner_runs_its_limit_of_jobs(factory, api_settings: Settings) -> None:
+    first, second = _new_job(factory, api_settings), _new_job(factory, api_settings)
+    with factory() as session:  # one owner for both
+        session.execute(update(Job).where(Job.id.in_([first, second])).values(owner="busy-owner"))
+        session.commit()
+    assert JobStore(factory, first, "a").claim(max_running_per_owner=1) is not None
+    assert JobStore(factory, second, "b").claim(max_running_per_owner=1) is None
+    with factory() as session:
+        assert session.get_one(Job, second).status == "queued"
+    assert JobStore(factory, first, "a").finish(status="succeeded")
+    assert JobStore(factory, second, "b").claim(max_running_per_owner=1) is not None
+
+
 class JobLifecycle(RuleBasedStateMachine):
     """Create, cancel, deliver (possibly twice), kill (the lease lapses), complete — in any order."""
 
