@@ -29,8 +29,8 @@ lint: install
 	$(BIN)/ruff check app models workers tests bench
 	$(BIN)/mypy
 
-bench: install
-	$(BIN)/python -m bench.train_throughput
+bench: install  ## every benchmark, under 10 minutes (needs PostgreSQL, Redis and wrk, as `make test` does)
+	$(BIN)/python -m bench.run_all
 
 clean:
 	rm -rf $(VENV) .nnforge .pytest_cache .mypy_cache .ruff_cache

@@ -3,7 +3,18 @@
 from fastapi import FastAPI
 
 from app.api.problems import install_problem_handlers, problem_responses
-from app.api.routes import catalog, checkpoints, dashboard, datasets, events, health, jobs, logs, metrics
+from app.api.routes import (
+    catalog,
+    checkpoints,
+    dashboard,
+    datasets,
+    events,
+    health,
+    jobs,
+    logs,
+    metrics,
+    samples,
+)
 from app.body_limit import BodyLimitMiddleware
 from app.db.engine import make_engine, make_session_factory
 from app.observability import install_metrics
@@ -25,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.celery = make_celery(settings)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     install_problem_handlers(app)
-    for module in (jobs, metrics, events, logs, checkpoints, datasets, catalog):
+    for module in (jobs, metrics, events, logs, samples, checkpoints, datasets, catalog):
         app.include_router(module.router, responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 503))
     for module in (health, dashboard):
         app.include_router(module.router)

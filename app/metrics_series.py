@@ -1,18 +1,33 @@
-"""Reading metric series back, with min/max-preserving downsampling for long series."""
+"""Reading metric series back, with min/max-preserving downsampling of long series done by the database,
+and a cache of recent downsampled reads."""
 
-from collections import defaultdict
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Hashable, Sequence
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from app.db.tables import Metric
+from app.db.tables import Job, Metric
 from app.schemas import MetricPoint
+
+Series = tuple[dict[str, list[MetricPoint]], bool]
+CACHED_READS = 256
 
 
 def read_series(
-    *, session: Session, job_id: str, names: Sequence[str], after_step: int | None
-) -> dict[str, list[MetricPoint]]:
+    *,
+    session: Session,
+    job_id: str,
+    names: Sequence[str],
+    after_step: int | None,
+    max_points: int | None = None,
+) -> tuple[dict[str, list[MetricPoint]], bool]:
+    """Each series in step order, and whether any was downsampled. With `max_points`, a longer series keeps
+    the minimum and the maximum of each of max_points/2 equal step buckets, in order, so spikes survive
+    (averaging would hide a divergence). The database picks them (window functions, PostgreSQL and SQLite
+    alike): a 100k-point series sends 500 rows, not 100k."""
     query = select(Metric.name, Metric.step, Metric.epoch, Metric.value, Metric.time).where(
         Metric.job_id == job_id
     )
@@ -20,24 +35,69 @@ def read_series(
         query = query.where(Metric.name.in_(names))
     if after_step is not None:
         query = query.where(Metric.step > after_step)
+    if max_points is None:
+        return _grouped(session.execute(query.order_by(Metric.name, Metric.step)).all()), False
+    numbered = query.add_columns(
+        (func.row_number().over(partition_by=Metric.name, order_by=Metric.step) - 1).label("i"),
+        func.count().over(partition_by=Metric.name).label("n"),
+    ).subquery()
+    buckets = max(1, max_points // 2)
+    # Point i of n falls in bucket b when b·n//buckets <= i < (b+1)·n//buckets, i.e. b = ((i+1)·buckets−1)//n.
+    bucket = ((numbered.c.i + 1) * buckets - 1) // numbered.c.n
+    ranked = select(
+        numbered,
+        func.row_number()
+        .over(partition_by=(numbered.c.name, bucket), order_by=(numbered.c.value, numbered.c.step))
+        .label("low"),
+        func.row_number()
+        .over(partition_by=(numbered.c.name, bucket), order_by=(numbered.c.value.desc(), numbered.c.step))
+        .label("high"),
+    ).subquery()
+    kept = select(
+        ranked.c.name, ranked.c.step, ranked.c.epoch, ranked.c.value, ranked.c.time, ranked.c.n
+    ).where(or_(ranked.c.n <= max_points, ranked.c.low == 1, ranked.c.high == 1))
+    rows = session.execute(kept.order_by(ranked.c.name, ranked.c.step)).all()
+    return _grouped(rows), any(row.n > max_points for row in rows)
+
+
+def _grouped(rows: Sequence[Any]) -> dict[str, list[MetricPoint]]:  # rows: name, step, epoch, value, time
     series: dict[str, list[MetricPoint]] = defaultdict(list)
-    for name, step, epoch, value, time in session.execute(query.order_by(Metric.name, Metric.step)):
-        series[name].append(MetricPoint(step=step, epoch=epoch, value=value, time=time))
+    for row in rows:
+        series[row.name].append(MetricPoint(step=row.step, epoch=row.epoch, value=row.value, time=row.time))
     return dict(series)
 
 
-def downsample(points: list[MetricPoint], max_points: int) -> list[MetricPoint]:
-    """At most `max_points` points: the minimum and maximum of each of max_points/2 step buckets, in order,
-    so spikes survive (averaging would hide a divergence)."""
-    if len(points) <= max_points:
-        return points
-    buckets = max(1, max_points // 2)
-    kept: list[MetricPoint] = []
-    for b in range(buckets):
-        chunk = points[b * len(points) // buckets : (b + 1) * len(points) // buckets]
-        if not chunk:
-            continue
-        low = min(chunk, key=lambda p: p.value)
-        high = max(chunk, key=lambda p: p.value)
-        kept += sorted({id(low): low, id(high): high}.values(), key=lambda p: p.step)
-    return kept
+class DownsampledReads:
+    """Recent downsampled reads, kept while their job row says its metrics are unchanged. Every metrics write
+    (workers.job_store.write_progress) moves the job's `heartbeat_at` in the same transaction, so a finished
+    job's entry stays valid and a running job's until its next write or heartbeat. (A resumed attempt drops
+    rows after claiming the job; until its next heartbeat, a second later, a read may still show them.) A
+    dashboard re-reading a 100k-point series then costs a job lookup, not a scan of 100k rows."""
+
+    def __init__(self, size: int = CACHED_READS) -> None:
+        self.size = size
+        self.entries: OrderedDict[Hashable, tuple[Hashable, Series]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def read(
+        self, *, session: Session, job: Job, names: Sequence[str], after_step: int | None, max_points: int
+    ) -> Series:
+        key = (job.id, tuple(sorted(names)), after_step, max_points)
+        version = (job.status, job.attempt, job.heartbeat_at, job.step)
+        with self.lock:
+            cached = self.entries.get(key)
+            if cached is not None and cached[0] == version:
+                self.entries.move_to_end(key)
+                return cached[1]
+        series = read_series(
+            session=session, job_id=job.id, names=names, after_step=after_step, max_points=max_points
+        )
+        with self.lock:
+            self.entries[key] = (version, series)
+            self.entries.move_to_end(key)
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        return series
+
+
+downsampled_reads = DownsampledReads()

@@ -67,6 +67,17 @@ class MetricsPublic(BaseModel):
     downsampled: bool
 
 
+class SamplesPublic(BaseModel):
+    """A generative job's samples of its latest epoch, in raw data units (the dataset's own scale)."""
+
+    job_id: str
+    epoch: int
+    kind: Literal["points", "images"] = Field(description="points: vector data; images: everything else")
+    shape: list[int] = Field(description="one sample's shape, the dataset's sample_shape")
+    samples: list[Any] = Field(description="(n, *shape) generated; null where a value is not finite")
+    reference: list[Any] = Field(description="(m, *shape) real training samples, to draw the samples against")
+
+
 class CheckpointPublic(BaseModel):
     id: int
     epoch: int

@@ -77,6 +77,11 @@ class Procedure(Protocol):
 
     def evaluate(self, ctx: EvalContext, x: Tensor, y: Tensor | None) -> dict[str, float]: ...
 
+    def generate(self, ctx: EvalContext, n: int) -> Tensor | None:
+        """`n` samples in the normalised input view drawn with `ctx.generator`, or None when the network
+        generates nothing (every supervised one). The loop shows them once per epoch."""
+        ...
+
     def monitor(self, *, has_validation: bool, has_quality: bool) -> tuple[str, str] | None:
         """The epoch metric ("val_…"/"train_…") and mode that define the best checkpoint, if any."""
         ...
@@ -117,6 +122,9 @@ class Supervised:
         if ctx.task == "classification":
             return {"loss": loss, "accuracy": correct.item() / len(x)}
         return {"loss": loss, "mse": loss}
+
+    def generate(self, ctx: EvalContext, n: int) -> Tensor | None:
+        return None
 
     def monitor(self, *, has_validation: bool, has_quality: bool) -> tuple[str, str] | None:
         return ("val_loss" if has_validation else "train_loss", "min")

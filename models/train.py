@@ -25,6 +25,7 @@ from models.optim import build_optimizer, build_scheduler
 from models.procedures import EvalContext, StepContext
 from models.raw_dataset import RawDataset
 from models.registry import get_architecture
+from models.samples import COUNTS, REFERENCE_COUNTS, SampleSet, sample_kind, sample_set
 from models.specs import JobSpec, check_against_dataset
 
 log = logging.getLogger("nnforge.train")
@@ -51,6 +52,7 @@ class EpochReport:
     final: bool  # the last epoch of the run (completed or stopped early)
     seconds: float
     samples_per_second: float
+    samples: SampleSet | None = None  # a generative network's samples of this epoch (models.samples)
 
 
 class Hook:
@@ -170,6 +172,7 @@ class _Run:
             final = early_stop or self.progress.epoch == training.epochs
             if final:
                 metrics |= {f"test_{k}": v for k, v in self._evaluate("test").items()}
+            generated = self._generate()
             seconds = time.perf_counter() - started
             report = EpochReport(
                 epoch=self.progress.epoch,
@@ -181,6 +184,7 @@ class _Run:
                 final=final,
                 seconds=seconds,
                 samples_per_second=(self.data.size("train") - samples) / max(seconds, 1e-9),
+                samples=generated,
             )
             hook.on_epoch(report)
             stop = not final and hook.should_stop()
@@ -268,7 +272,29 @@ class _Run:
         if not self.data.size(split):
             return {}
         self.model.eval()
-        ctx = EvalContext(
+        try:
+            return self.procedure.evaluate(self._eval_context(), self.data.x[split], self.data.y[split])
+        finally:
+            self.model.train()
+
+    def _generate(self) -> SampleSet | None:
+        """The procedure's samples of this epoch in raw units, beside real training samples; None for a
+        network that generates nothing. The same latent vectors every epoch, so the picture shows how the
+        generator moves them."""
+        shape = self.data.info.sample_shape
+        kind = sample_kind(shape)
+        self.model.eval()
+        try:
+            generated = self.procedure.generate(self._eval_context(), COUNTS[kind])
+        finally:
+            self.model.train()
+        if generated is None:
+            return None
+        real = self.data.x["train"][: REFERENCE_COUNTS[kind]]
+        return sample_set(self.data.denormalize(generated), self.data.denormalize(real), shape)
+
+    def _eval_context(self) -> EvalContext:
+        return EvalContext(
             model=self.model,
             task=self.data.info.task,
             spec=self.spec.model,
@@ -277,10 +303,6 @@ class _Run:
             quality=self.data.quality,
             generator=torch.Generator(device=self.device).manual_seed(self.spec.training.seed + 1),
         )
-        try:
-            return self.procedure.evaluate(ctx, self.data.x[split], self.data.y[split])
-        finally:
-            self.model.train()
 
     def _checkpoint(self, metrics: dict[str, float]) -> dict[str, Any]:
         # Mid-epoch, resuming must redraw the same permutation: keep the shuffle state of the epoch's start.

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -22,6 +22,7 @@ log = logging.getLogger("nnforge.worker")
 P = ParamSpec("P")
 R = TypeVar("R")
 MAX_BACKOFF_SECONDS = 2.0
+COPY_METRICS = "COPY metric (job_id, name, step, epoch, value, time) FROM STDIN"
 
 
 class LeaseLost(RuntimeError):
@@ -162,7 +163,19 @@ class JobStore:
             )
             if owned.rowcount != 1:  # type: ignore[attr-defined]
                 raise LeaseLost(self.job_id)
-            if metrics:
+            if metrics and session.bind is not None and session.bind.dialect.name == "postgresql":
+                # COPY, in the same transaction: a small network writes ~3,000 rows a second, and COPY costs
+                # a sixth of the client CPU of an executemany INSERT and half the server's.
+                import psycopg
+
+                raw = cast("psycopg.Connection[Any]", session.connection().connection.dbapi_connection)
+                try:
+                    with raw.cursor() as cursor, cursor.copy(COPY_METRICS) as copy:
+                        for m in metrics:
+                            copy.write_row((self.job_id, m.name, m.step, m.epoch, m.value, now))
+                except psycopg.OperationalError as error:  # as SQLAlchemy raises it, so that it is retried
+                    raise OperationalError(COPY_METRICS, None, error) from error
+            elif metrics:
                 session.execute(
                     insert(Metric),
                     [

@@ -5,6 +5,9 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from models.checkpoint import checkpoint_bytes, read_checkpoint
@@ -14,6 +17,7 @@ from models.specs import JobSpec
 from models.train import EpochReport, Hook, StepReport, fit
 from models.uploads import read_dataset_file
 from workers.job_store import ClaimedJob, JobStore, LeaseLost, MetricRow
+from workers.write_behind import WriteBehind
 
 log = logging.getLogger("nnforge.worker")
 
@@ -52,14 +56,17 @@ class LeaseKeeper(threading.Thread):
 
 
 class DatabaseHook(Hook):
-    """Buffers metric rows and writes them with the progress every `interval` seconds and at each epoch's
-    end (never a commit per step)."""
+    """Buffers metric rows and writes them with the progress every `interval` seconds and before each
+    checkpoint (never a commit per step or per epoch), in order, on a write-behind thread: the training
+    thread waits only in `flush()` and, while the previous checkpoint is still being written, before the
+    next one."""
 
     def __init__(self, store: JobStore, signals: StopSignals, interval: float) -> None:
         self.store, self.signals, self.interval = store, signals, interval
         self.rows: list[MetricRow] = []
         self.progress: dict[str, Any] = {}
         self.last_flush = time.monotonic()
+        self.writes = WriteBehind()
 
     def on_step(self, report: StepReport) -> None:
         self.rows += [
@@ -74,6 +81,9 @@ class DatabaseHook(Hook):
         self.progress |= {"epoch": report.epoch, "step": report.step, "latest_metrics": report.metrics}
         if report.is_best:
             self.progress |= {"best_metrics": report.metrics, "best_epoch": report.epoch}
+        self.progress |= {"epoch_seconds": report.seconds, "samples_per_second": report.samples_per_second}
+        if report.samples is not None:  # in the epoch's own write: /samples is never behind the progress
+            self.progress["latest_samples"] = {"epoch": report.epoch, **asdict(report.samples)}
         log.info(
             "job %s epoch %d/%d %s",
             self.store.job_id,
@@ -81,30 +91,46 @@ class DatabaseHook(Hook):
             report.total_epochs,
             " ".join(f"{k}={v:.4g}" for k, v in report.metrics.items()),
         )
-        self.flush()
+        # No write of its own: the next heartbeat's or checkpoint's carries it. A write per epoch cost small
+        # networks 20-30 % of their speed (digits epochs last ~20 ms; a write is ~4 ms of CPU on 2 cores).
 
     def on_checkpoint(self, checkpoint: dict[str, Any], report: EpochReport | None) -> None:
-        self.flush()  # metrics first, so a checkpoint never points past the rows that were written
+        data = checkpoint_bytes(checkpoint)  # serialised here: the optimizer state in it keeps changing
         progress = checkpoint["progress"]
-        self.store.save_checkpoint(
-            data=checkpoint_bytes(checkpoint),
+        self.writes.drain()  # the previous checkpoint is written: at most one waits in memory (an outage)
+        self.flush(wait=False)  # metrics first, so a checkpoint never points past the rows that were written
+        save = partial(
+            self.store.save_checkpoint,
+            data=data,
             epoch=progress["epoch"],
             step=progress["step"],
             end_of_epoch=report is not None,
             metrics=dict(checkpoint["metrics"]),
         )
+        self.writes.submit(partial(self._fenced, save))
 
     def should_stop(self) -> bool:
         if time.monotonic() - self.last_flush >= self.interval:
-            self.flush()
+            self.flush(wait=False)
         return self.signals.any()
 
-    def flush(self) -> None:
+    def flush(self, *, wait: bool = True) -> None:
+        """Write the buffered rows and progress; with `wait`, also wait for every earlier write."""
         if self.signals.lease_lost.is_set():
             raise LeaseLost(self.store.job_id)
-        self.store.write_progress(metrics=self.rows, progress=self.progress)
+        write = partial(self.store.write_progress, metrics=self.rows, progress=self.progress)
         self.rows, self.progress = [], {}
         self.last_flush = time.monotonic()
+        self.writes.submit(partial(self._fenced, write))
+        if wait:
+            self.writes.drain()
+
+    def _fenced(self, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except LeaseLost:
+            self.signals.lease_lost.set()  # the training thread stops at its next step
+            raise
 
 
 def load_dataset(store: JobStore, claimed: ClaimedJob) -> RawDataset | None:
@@ -146,7 +172,10 @@ def _train(store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat
             claimed.attempt,
             f" from step {resume['progress']['step']}" if resume else "",
         )
-        result = fit(spec, hook=hook, dataset=dataset, resume=resume)
+        try:
+            result = fit(spec, hook=hook, dataset=dataset, resume=resume)
+        finally:
+            hook.writes.close()  # the writes already submitted finish before the outcome is recorded
         hook.flush()
     except LeaseLost:
         log.warning("job %s: lease lost; stopping without further writes", claimed.id)

@@ -51,6 +51,12 @@ class Job(Base):
     latest_metrics: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     best_metrics: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     best_epoch: Mapped[int | None] = mapped_column(Integer)
+    # The latest epoch's wall time and training samples per second, for /metrics.
+    epoch_seconds: Mapped[float | None] = mapped_column(Float)
+    samples_per_second: Mapped[float | None] = mapped_column(Float)
+    # A generative job's samples of its latest epoch ({"epoch", **models.samples.SampleSet}), tens of KiB:
+    # deferred, so listing jobs and polling the event stream never load it; only /samples reads it.
+    latest_samples: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
 
     error_type: Mapped[str | None] = mapped_column(String(32))
     error_message: Mapped[str | None] = mapped_column(Text)

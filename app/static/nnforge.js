@@ -232,6 +232,9 @@ const nnforge = (() => {
     let job = null;
     let checkpointEpoch = -1;
     let logAfter = 0;
+    let samplesAsked = 0;
+    let samplesDrawn = 0;
+    let samplesNone = false;
 
     function showJob(data) {
       job = data;
@@ -307,6 +310,25 @@ const nnforge = (() => {
       }
     }
 
+    // Asked once per epoch. The worker writes an epoch's samples with its progress, so a 404 once an epoch
+    // has ended means the network generates nothing, and the page stops asking.
+    async function refreshSamples(epoch) {
+      if (samplesNone || epoch < 1 || epoch <= samplesAsked) return;
+      samplesAsked = epoch;
+      try {
+        const data = await getJson(`/v1/jobs/${jobId}/samples`);
+        if (data.epoch <= samplesDrawn) return; // an answer overtaken by a newer one
+        samplesDrawn = data.epoch;
+        $("samples").hidden = false;
+        const count = nnforgeSamples.draw($("samples-canvas"), data);
+        $("samples-caption").textContent = data.kind === "points"
+          ? `· epoch ${data.epoch} · ${count} generated (red) over ${data.reference.length} real points`
+          : `· epoch ${data.epoch} · ${count} images`;
+      } catch (error) {
+        if (error.problem && error.problem.status === 404) samplesNone = true;
+      }
+    }
+
     async function refreshLog() {
       const page = await getJson(`/v1/jobs/${jobId}/logs?after=${logAfter}`);
       logAfter = page.next_after;
@@ -321,14 +343,15 @@ const nnforge = (() => {
     });
 
     streamEvents(jobId, (name, data) => {
-      if (name === "status") { showJob(data); refreshCheckpoints(); }
+      if (name === "status") { showJob(data); refreshCheckpoints(); refreshSamples(data.progress.epoch); }
       else if (name === "progress") {
         if (job) showProgress(data);
         if (data.progress.epoch !== checkpointEpoch) { checkpointEpoch = data.progress.epoch; refreshCheckpoints(); }
+        refreshSamples(data.progress.epoch);
       } else if (name === "metrics") addPoints(data.points);
       else if (name === "end") {
         document.body.dataset.ended = data.status;
-        getJson(`/v1/jobs/${jobId}`).then(showJob);
+        getJson(`/v1/jobs/${jobId}`).then((latest) => { showJob(latest); refreshSamples(latest.progress.epoch); });
         refreshCheckpoints();
       }
     });

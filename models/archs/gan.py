@@ -128,13 +128,22 @@ class Adversarial:
         for part in batches(len(x), EVAL_BATCH_SIZE):
             with ctx.autocast():
                 real += torch.sigmoid(model.discriminator(x[part]).float()).sum()
+        samples = self.generate(ctx, QUALITY_SAMPLES)
         with ctx.autocast():
-            samples = model(model.sample_latent(QUALITY_SAMPLES, x.device, ctx.generator)).float()
             fake = torch.sigmoid(model.discriminator(samples).float()).mean()
         metrics = {"d_real": real.item() / len(x), "d_fake": fake.item()}
         if ctx.quality is not None:
             metrics |= ctx.quality(ctx.denormalize(samples).cpu().numpy())
         return metrics
+
+    @torch.no_grad()
+    def generate(self, ctx: EvalContext, n: int) -> Tensor:
+        model = ctx.model
+        assert isinstance(model, GAN)
+        # The evaluation generator, never the training RNG: drawing samples leaves a resumed run bit-exact.
+        z = model.sample_latent(n, ctx.generator.device, ctx.generator)
+        with ctx.autocast():
+            return model(z).float()  # (n, *sample_shape), normalised view
 
     def monitor(self, *, has_validation: bool, has_quality: bool) -> tuple[str, str] | None:
         return ("val_high_quality_fraction", "max") if has_validation and has_quality else None

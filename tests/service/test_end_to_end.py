@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from support import WorkerProcess, wait_for
 
+from app.db.engine import make_engine
+from app.db.tables import Job
 from app.main import create_app
 from app.settings import Settings
 from models.checkpoint import load_model
@@ -137,6 +140,54 @@ def test_each_architecture_trains_end_to_end(api: TestClient, worker: WorkerProc
     assert all(math.isfinite(v) for v in job["latest_metrics"].values())
     assert any(k.startswith("test_") for k in job["latest_metrics"])
     assert len(api.get(f"/v1/jobs/{job['id']}/checkpoints").json()) == 2
+
+
+def test_gan_job_exposes_its_latest_samples_and_epoch_timing(
+    api: TestClient, worker: WorkerProcess, e2e_settings: Settings
+) -> None:
+    from conftest import new_token
+
+    gan = {
+        "dataset": {"name": "gaussian-ring"},
+        "model": {
+            "arch": "gan",
+            "generator": {"hidden_sizes": [16]},
+            "discriminator": {"hidden_sizes": [16]},
+        },
+        "training": {"epochs": 2, "batch_size": 256},
+    }
+    job = _finished(api, api.post("/v1/jobs", json=gan).json()["id"], worker)
+    assert job["status"] == "succeeded", job["error"]
+    response = api.get(f"/v1/jobs/{job['id']}/samples")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["epoch"], body["kind"], body["shape"]) == (2, "points", [2])
+    samples, reference = np.asarray(body["samples"], float), np.asarray(body["reference"], float)
+    assert samples.shape == (256, 2) and np.isfinite(samples).all()
+    assert reference.shape == (512, 2)
+    assert abs(np.linalg.norm(reference, axis=1).mean() - 2.0) < 0.05  # raw units: the ring's radius is 2
+
+    other = {"Authorization": f"Bearer {new_token(e2e_settings, 'someone-else')}"}
+    assert api.get(f"/v1/jobs/{job['id']}/samples", headers=other).status_code == 404
+    mlp = {
+        "dataset": {"name": "moons"},
+        "model": {"arch": "mlp", "hidden_sizes": [4]},
+        "training": {"epochs": 1},
+    }
+    supervised = _finished(api, api.post("/v1/jobs", json=mlp).json()["id"], worker)
+    missing = api.get(f"/v1/jobs/{supervised['id']}/samples")
+    assert missing.status_code == 404 and "no generated samples" in missing.json()["detail"]
+
+    # The worker keeps the latest epoch's duration and throughput with the job, for /metrics.
+    engine = make_engine(e2e_settings.resolved_database_url)
+    try:
+        with engine.connect() as connection:
+            timing = connection.execute(
+                select(Job.epoch_seconds, Job.samples_per_second).where(Job.id == job["id"])
+            ).one()
+    finally:
+        engine.dispose()
+    assert timing.epoch_seconds > 0 and timing.samples_per_second > 0
 
 
 def test_uploaded_dataset_trains_end_to_end(api: TestClient, worker: WorkerProcess) -> None:

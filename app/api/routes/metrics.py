@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import OwnerDep, SessionDep
 from app.jobs import get_job
-from app.metrics_series import downsample, read_series
+from app.metrics_series import downsampled_reads, read_series
 from app.schemas import MetricsPublic
 
 router = APIRouter(prefix="/v1/jobs", tags=["metrics"])
@@ -25,12 +25,13 @@ def read_metrics(
     ] = None,
     max_points: Annotated[int | None, Query(ge=2, le=100_000, description="downsample each series")] = None,
 ) -> MetricsPublic:
-    get_job(session=session, job_id=job_id, owner=owner)
-    series = read_series(session=session, job_id=job_id, names=name or [], after_step=after_step)
-    downsampled = False
-    if max_points is not None:
-        for key, points in series.items():
-            reduced = downsample(points, max_points)
-            downsampled |= len(reduced) < len(points)
-            series[key] = reduced
+    job = get_job(session=session, job_id=job_id, owner=owner)
+    if max_points is None:
+        series, downsampled = read_series(
+            session=session, job_id=job_id, names=name or [], after_step=after_step
+        )
+    else:
+        series, downsampled = downsampled_reads.read(
+            session=session, job=job, names=name or [], after_step=after_step, max_points=max_points
+        )
     return MetricsPublic(job_id=job_id, series=series, downsampled=downsampled)
