@@ -19,6 +19,7 @@ from bench.report import console
 # name -> arguments that fit the 10-minute budget
 PLAN: dict[str, list[str]] = {
     "train_throughput": ["--rounds", "3"],
+    "optimizer_kernels": ["--rounds", "5"],
     "service_throughput": ["--rounds", "3", "--seconds", "0.8", "--startup-jobs", "5"],
     "time_to_accuracy": ["--rounds", "3"],
     "dispatch_latency": ["--jobs", "10"],

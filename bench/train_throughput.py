@@ -62,7 +62,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from models.archs.gan import GAN, gan_value, generator_loss
 from models.data import prepare
 from models.datasets import load_raw
-from models.optim import build_optimizer
+from models.optim import Kernel, build_optimizer
 from models.registry import get_architecture
 from models.specs import JobSpec, parse_job_spec
 from models.templates import TEMPLATES
@@ -139,17 +139,17 @@ def _backward_step(
     optimizer.step()
 
 
-def make_step(spec: JobSpec) -> Step:
+def make_step(spec: JobSpec, kernel: Kernel = "auto") -> Step:
     """A fresh network and optimizer(s), seeded as fit() seeds them, and the textbook step on them."""
     info = load_raw(spec.dataset).info
     torch.manual_seed(spec.training.seed)
     model = get_architecture(spec.model.arch).build(spec.model, spec.model.problem(info))
     model.train()
     if isinstance(model, GAN):
-        return _gan_step(model, spec)
+        return _gan_step(model, spec, kernel)
     assert info.task == "classification"
     params = list(model.parameters())
-    optimizer, clip = build_optimizer(spec.optimizer, params), spec.optimizer.grad_clip_norm
+    optimizer, clip = build_optimizer(spec.optimizer, params, kernel), spec.optimizer.grad_clip_norm
 
     def step(x: Tensor, y: Tensor | None) -> None:
         assert y is not None
@@ -160,12 +160,13 @@ def make_step(spec: JobSpec) -> Step:
     return step
 
 
-def _gan_step(model: GAN, spec: JobSpec) -> Step:
+def _gan_step(model: GAN, spec: JobSpec, kernel: Kernel) -> Step:
     gan = spec.model
     assert gan.arch == "gan"
     g_params, d_params = list(model.generator.parameters()), list(model.discriminator.parameters())
     d_spec = gan.discriminator_optimizer or spec.optimizer
-    g_opt, d_opt = build_optimizer(spec.optimizer, g_params), build_optimizer(d_spec, d_params)
+    g_opt = build_optimizer(spec.optimizer, g_params, kernel)
+    d_opt = build_optimizer(d_spec, d_params, kernel)
 
     def step(x: Tensor, y: Tensor | None) -> None:
         for _ in range(gan.d_steps):  # D ascends V on real data and detached fakes
@@ -180,9 +181,9 @@ def _gan_step(model: GAN, spec: JobSpec) -> Step:
     return step
 
 
-def plain_epochs(spec: JobSpec, x: Tensor, y: Tensor | None) -> Callable[[], None]:
+def plain_epochs(spec: JobSpec, x: Tensor, y: Tensor | None, kernel: Kernel = "auto") -> Callable[[], None]:
     """One epoch per call of the textbook loop, on its own network and optimizer."""
-    step, batch_size = make_step(spec), spec.training.batch_size
+    step, batch_size = make_step(spec, kernel), spec.training.batch_size
 
     def run_epoch() -> None:
         order = torch.randperm(len(x))

@@ -8,7 +8,7 @@ import torch
 from models.dataset_info import DatasetInfo
 from models.errors import SpecError
 from models.optim import build_optimizer
-from models.procedures import EvalContext, StepContext
+from models.procedures import EvalContext, StepContext, step_metrics
 from models.registry import get_architecture
 from models.specs import JobSpec, check_against_dataset
 
@@ -34,7 +34,7 @@ def dry_check(spec: JobSpec, info: DatasetInfo) -> int:
             groups = architecture.procedure.parameter_groups(model, spec.model)
             optimizers = {g: build_optimizer(o or spec.optimizer, p) for g, (p, o) in groups.items()}
             ctx = StepContext(model, optimizers, info.task, spec.model, nullcontext)
-            metrics = architecture.procedure.train_step(ctx, x, y)
+            metrics = step_metrics(architecture.procedure, [architecture.procedure.train_step(ctx, x, y)])
             model.eval()
             architecture.procedure.evaluate(
                 EvalContext(
@@ -53,7 +53,7 @@ def dry_check(spec: JobSpec, info: DatasetInfo) -> int:
             raise SpecError.single(
                 "model", spec.model.arch, f"the network fails on dataset '{info.name}': {error}"
             ) from error
-    bad = [name for name, value in metrics.items() if not torch.isfinite(value)]
+    bad = [name for name, value in metrics.items() if not torch.isfinite(value).all()]
     if bad:
         raise SpecError.single(
             "optimizer", spec.optimizer.name, f"the first training step gives non-finite {', '.join(bad)}"

@@ -3,7 +3,7 @@
 `SUPERVISED` serves every network that maps inputs to targets; the GAN module defines the adversarial one.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,6 +17,9 @@ from models.dataset_info import Task
 from models.raw_dataset import QualityMeasure
 
 EVAL_BATCH_SIZE = 1024
+# A classification step keeps its logits for the group's one argmax when they are at most this many values
+# (256 KiB in float32); larger outputs are reduced to labels in the step, bounding what a group holds.
+DEFERRED_LOGITS = 65_536
 
 
 @dataclass
@@ -64,6 +67,9 @@ class EvalContext:
 
 
 ParameterGroups = dict[str, tuple[list[nn.Parameter], Any]]  # group -> (parameters, optimizer spec or None)
+# Detached tensors of one training step (scalars or per-sample values). The loop reduces them to metrics once
+# per group of steps (`step_metrics`), so a step adds no reductions of its own to the training's ATen calls.
+StepOutputs = dict[str, Tensor]
 
 
 class Procedure(Protocol):
@@ -71,8 +77,13 @@ class Procedure(Protocol):
         """Parameters per optimizer; a group's spec overrides the job's optimizer spec when not None."""
         ...
 
-    def train_step(self, ctx: StepContext, x: Tensor, y: Tensor | None) -> dict[str, Tensor]:
-        """One update on a batch; returns detached scalar metrics (batch means), never synchronising."""
+    def train_step(self, ctx: StepContext, x: Tensor, y: Tensor | None) -> StepOutputs:
+        """One update on a batch; returns detached outputs for `step_metrics`, never synchronising."""
+        ...
+
+    def step_metrics(self, outputs: StepOutputs) -> dict[str, Tensor]:
+        """Each step's metrics (batch means) from the outputs of S steps stacked on a new leading axis:
+        every value has shape (S,)."""
         ...
 
     def evaluate(self, ctx: EvalContext, x: Tensor, y: Tensor | None) -> dict[str, float]: ...
@@ -87,6 +98,17 @@ class Procedure(Protocol):
         ...
 
 
+def step_metrics(procedure: Procedure, outputs: Sequence[StepOutputs]) -> dict[str, Tensor]:
+    """The metrics of steps whose outputs have equal shapes (one batch size): one stack per key."""
+    stacked = {key: torch.stack([step[key] for step in outputs]) for key in outputs[0]}
+    return procedure.step_metrics(stacked)
+
+
+def metric_values(values: Tensor) -> Tensor:
+    """`values` in at least float32 (half-precision outputs of autocast upcast, float64 kept)."""
+    return values.to(torch.promote_types(values.dtype, torch.float32))
+
+
 def batches(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
@@ -96,15 +118,23 @@ class Supervised:
     def parameter_groups(self, model: nn.Module, spec: Any) -> ParameterGroups:
         return {"model": (list(model.parameters()), None)}
 
-    def train_step(self, ctx: StepContext, x: Tensor, y: Tensor | None) -> dict[str, Tensor]:
+    def train_step(self, ctx: StepContext, x: Tensor, y: Tensor | None) -> StepOutputs:
         assert y is not None
         with ctx.autocast():
             output = ctx.model(x)
             loss = _loss(output, y, ctx.task)
         ctx.update(loss, "model")
-        metrics = {"loss": loss.detach()}
-        if ctx.task == "classification":
-            metrics["accuracy"] = (output.detach().argmax(1) == y).float().mean()
+        if ctx.task != "classification":
+            return {"loss": loss.detach()}
+        if output.numel() <= DEFERRED_LOGITS:
+            return {"loss": loss.detach(), "logits": output.detach(), "target": y}
+        return {"loss": loss.detach(), "predicted": output.detach().argmax(1), "target": y}
+
+    def step_metrics(self, outputs: StepOutputs) -> dict[str, Tensor]:
+        metrics = {"loss": metric_values(outputs["loss"])}
+        if "target" in outputs:  # stacked: (steps, batch, classes, ...) logits or (steps, batch, ...) labels
+            predicted = outputs["predicted"] if "predicted" in outputs else outputs["logits"].argmax(2)
+            metrics["accuracy"] = (predicted == outputs["target"]).flatten(1).float().mean(1)
         return metrics
 
     @torch.no_grad()

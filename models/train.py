@@ -11,18 +11,18 @@ import random
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from models.checkpoint import Progress, make_checkpoint, restore_rng, rng_state
 from models.data import PreparedData, prepare
 from models.datasets import load_raw
 from models.errors import SpecError
 from models.optim import build_optimizer, build_scheduler
-from models.procedures import EvalContext, StepContext
+from models.procedures import EvalContext, StepContext, StepOutputs, step_metrics
 from models.raw_dataset import RawDataset
 from models.registry import get_architecture
 from models.samples import COUNTS, REFERENCE_COUNTS, SampleSet, sample_kind, sample_set
@@ -209,33 +209,43 @@ class _Run:
         self.epoch_start_shuffle = self.shuffle.get_state()
         order = torch.randperm(self.data.size("train"), generator=self.shuffle).to(self.device)
         x, y = self.data.x["train"], self.data.y["train"]
-        sums = {k: torch.tensor(v, device=self.device) for k, v in progress.epoch_sums.items()}
-        pending: list[tuple[int, dict[str, Tensor]]] = []
+        pending: list[_PendingStep] = []
         flushed_at = time.monotonic()
         self.model.train()
         for batch in range(progress.batch_in_epoch, self.steps_per_epoch):
             index = order[batch * batch_size : (batch + 1) * batch_size]
-            step_metrics = self.procedure.train_step(
+            outputs = self.procedure.train_step(
                 self.step_ctx, x.index_select(0, index), None if y is None else y.index_select(0, index)
             )
             for scheduler in self.schedulers.values():
                 scheduler.step()
             progress.step += 1
             progress.batch_in_epoch = batch + 1
-            progress.epoch_samples += len(index)
-            for key, value in step_metrics.items():
-                sums[key] = sums[key] + value * len(index) if key in sums else value * len(index)
-            pending.append((progress.step, step_metrics))
+            pending.append(_PendingStep(progress.step, len(index), outputs))
             if len(pending) >= FLUSH_STEPS or time.monotonic() - flushed_at > FLUSH_SECONDS:
-                _flush(pending, epoch, hook)
+                self._flush(pending, epoch, hook)
                 flushed_at = time.monotonic()
             if hook.should_stop() and progress.batch_in_epoch < self.steps_per_epoch:
-                _flush(pending, epoch, hook)
-                progress.epoch_sums = {k: v.item() for k, v in sums.items()}
+                self._flush(pending, epoch, hook)
                 return False
-        _flush(pending, epoch, hook)
-        progress.epoch_sums = {k: v.item() for k, v in sums.items()}
+        self._flush(pending, epoch, hook)
         return True
+
+    def _flush(self, pending: list["_PendingStep"], epoch: int, hook: Hook) -> None:
+        """Reduce the pending steps to metrics (one synchronisation), add them to the epoch's sums on the
+        host and report them."""
+        progress = self.progress
+        for run in _equal_batches(pending):
+            metrics = step_metrics(self.procedure, [step.outputs for step in run])
+            keys = list(metrics)
+            rows = torch.stack([metrics[key] for key in keys], 1).tolist()
+            for step, row in zip(run, rows, strict=True):
+                values = dict(zip(keys, row, strict=True))
+                for key, value in values.items():
+                    progress.epoch_sums[key] = progress.epoch_sums.get(key, 0.0) + value * step.samples
+                progress.epoch_samples += step.samples
+                hook.on_step(StepReport(epoch=epoch, step=step.step, metrics=values))
+        pending.clear()
 
     def _end_epoch(self) -> dict[str, float]:
         progress = self.progress
@@ -323,14 +333,22 @@ class _Run:
         )
 
 
-def _flush(pending: list[tuple[int, dict[str, Tensor]]], epoch: int, hook: Hook) -> None:
-    if not pending:
-        return
-    keys = list(pending[0][1])
-    rows = torch.stack([torch.stack([metrics[k].float() for k in keys]) for _, metrics in pending]).tolist()
-    for (step, _), row in zip(pending, rows, strict=True):
-        hook.on_step(StepReport(epoch=epoch, step=step, metrics=dict(zip(keys, row, strict=True))))
-    pending.clear()
+class _PendingStep(NamedTuple):  # a tuple: built every step, cheaper than a dataclass
+    step: int
+    samples: int
+    outputs: StepOutputs
+
+
+def _equal_batches(pending: list[_PendingStep]) -> list[list[_PendingStep]]:
+    """Consecutive runs of steps with one batch size (only an epoch's last batch can be smaller), so each
+    run's outputs stack."""
+    runs: list[list[_PendingStep]] = []
+    for step in pending:
+        if runs and runs[-1][0].samples == step.samples:
+            runs[-1].append(step)
+        else:
+            runs.append([step])
+    return runs
 
 
 def _mixed_precision(device: torch.device, precision: str) -> tuple[Any, torch.amp.GradScaler | None]:

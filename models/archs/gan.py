@@ -11,7 +11,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.archs.layers import activation, mlp_stack
-from models.procedures import EVAL_BATCH_SIZE, EvalContext, ParameterGroups, StepContext, batches
+from models.procedures import (
+    EVAL_BATCH_SIZE,
+    EvalContext,
+    ParameterGroups,
+    StepContext,
+    StepOutputs,
+    batches,
+    metric_values,
+)
 from models.registry import register_architecture
 from models.specs import ConvBodySpec, GANSpec, MLPBodySpec, Problem
 
@@ -98,26 +106,35 @@ class Adversarial:
             "discriminator": (list(model.discriminator.parameters()), spec.discriminator_optimizer),
         }
 
-    def train_step(self, ctx: StepContext, x: Tensor, y: Tensor | None) -> dict[str, Tensor]:
+    def train_step(self, ctx: StepContext, x: Tensor, y: Tensor | None) -> StepOutputs:
         model, spec = ctx.model, ctx.spec
         assert isinstance(model, GAN)
+        generator = model.generator  # called directly: GAN.forward adds a module call per use and step
         for _ in range(spec.d_steps):
             z = model.sample_latent(len(x), x.device)
             with ctx.autocast():
                 real_logits = model.discriminator(x)
-                fake_logits = model.discriminator(model(z).detach())
+                fake_logits = model.discriminator(generator(z).detach())
                 d_loss = -gan_value(real_logits, fake_logits)  # D ascends V
             ctx.update(d_loss, "discriminator")
         z = model.sample_latent(len(x), x.device)
         with ctx.autocast():
-            fake_logits_g = model.discriminator(model(z))
+            fake_logits_g = model.discriminator(generator(z))
             g_loss = generator_loss(fake_logits_g, spec.loss)
         ctx.update(g_loss, "generator")
         return {
             "d_loss": d_loss.detach(),
             "g_loss": g_loss.detach(),
-            "d_real": torch.sigmoid(real_logits.detach()).mean(),
-            "d_fake": torch.sigmoid(fake_logits.detach()).mean(),
+            "real_logits": real_logits.detach(),
+            "fake_logits": fake_logits.detach(),
+        }
+
+    def step_metrics(self, outputs: StepOutputs) -> dict[str, Tensor]:
+        return {
+            "d_loss": metric_values(outputs["d_loss"]),
+            "g_loss": metric_values(outputs["g_loss"]),
+            "d_real": torch.sigmoid(metric_values(outputs["real_logits"])).flatten(1).mean(1),
+            "d_fake": torch.sigmoid(metric_values(outputs["fake_logits"])).flatten(1).mean(1),
         }
 
     @torch.no_grad()

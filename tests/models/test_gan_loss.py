@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from models.archs.gan import gan_value, generator_loss
 from models.datasets import builtin_dataset
 from models.optim import build_optimizer
-from models.procedures import StepContext
+from models.procedures import StepContext, step_metrics
 from models.registry import get_architecture
 from models.specs import parse_job_spec
 
@@ -163,7 +163,8 @@ def test_train_step_adversarial_matches_hand_gradient_steps(
     d_params, g_params = list(reference.discriminator.parameters()), list(reference.generator.parameters())
 
     torch.manual_seed(123)
-    metrics = procedure.train_step(ctx, x, None)
+    outputs = procedure.train_step(ctx, x, None)
+    metrics = {name: value.item() for name, value in step_metrics(procedure, [outputs]).items()}
 
     torch.manual_seed(123)  # the step draws z for each D step, then z for G, from the global generator
     values_before, values_after = [], []
@@ -189,10 +190,10 @@ def test_train_step_adversarial_matches_hand_gradient_steps(
         g_objective = -torch.log(torch.sigmoid(fake_logits_g)).mean()
     _sgd_step(g_params, g_objective, lrs["generator"])
 
-    assert metrics["d_loss"].item() == pytest.approx(-value.item(), abs=1e-12)  # D's loss is −V
-    assert metrics["g_loss"].item() == pytest.approx(g_objective.item(), abs=1e-12)
-    assert metrics["d_real"].item() == pytest.approx(torch.sigmoid(real_logits).mean().item(), abs=1e-12)
-    assert metrics["d_fake"].item() == pytest.approx(torch.sigmoid(fake_logits).mean().item(), abs=1e-12)
+    assert metrics["d_loss"] == pytest.approx(-value.item(), abs=1e-12)  # D's loss is −V
+    assert metrics["g_loss"] == pytest.approx(g_objective.item(), abs=1e-12)
+    assert metrics["d_real"] == pytest.approx(torch.sigmoid(real_logits).mean().item(), abs=1e-12)
+    assert metrics["d_fake"] == pytest.approx(torch.sigmoid(fake_logits).mean().item(), abs=1e-12)
     for (name, actual), expected in zip(
         network.state_dict().items(), reference.state_dict().values(), strict=True
     ):

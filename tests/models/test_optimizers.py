@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from models.dataset_info import DatasetInfo
-from models.optim import build_optimizer, build_scheduler, lr_multiplier
-from models.procedures import SUPERVISED, StepContext
+from models.optim import Kernel, build_optimizer, build_scheduler, lr_multiplier
+from models.procedures import SUPERVISED, StepContext, step_metrics
 from models.raw_dataset import RawDataset
 from models.registry import get_architecture
 from models.specs import parse_job_spec
@@ -158,22 +158,23 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("kernel", ["auto", "torch_default"])  # auto: fused where torch has it (CPU)
 @pytest.mark.parametrize("case", list(CASES))
-def test_step_optimizer_matches_hand_update_rule(case: str) -> None:
+def test_step_optimizer_matches_hand_update_rule(case: str, kernel: Kernel) -> None:
     optimizer_dict, make_hand = CASES[case]
     spec = _spec(optimizer_dict)
     torch.manual_seed(0)
     network = get_architecture("mlp").build(spec.model, spec.model.problem(INFO)).double()
     (linear,) = network.layers  # no hidden layers: ŷ = W x + b
-    optimizer = build_optimizer(spec.optimizer, list(network.parameters()))
+    optimizer = build_optimizer(spec.optimizer, list(network.parameters()), kernel)
     ctx = StepContext(network, {"model": optimizer}, "regression", spec.model, nullcontext)
     x, y = _problem()
     hand = make_hand()
     params = [linear.weight.detach().numpy().copy(), linear.bias.detach().numpy().copy()]
     for step in range(STEPS):
         # the service's own supervised step: MSE on the batch mean, then the optimizer
-        metrics = SUPERVISED.train_step(ctx, torch.from_numpy(x), torch.from_numpy(y))
-        assert metrics["loss"].item() == pytest.approx(
+        outputs = SUPERVISED.train_step(ctx, torch.from_numpy(x), torch.from_numpy(y))
+        assert step_metrics(SUPERVISED, [outputs])["loss"].item() == pytest.approx(
             np.mean((x @ params[0].T + params[1] - y) ** 2), abs=1e-12
         )
         params = hand.step(params, list(_mean_gradient(*params, x, y)))
@@ -187,6 +188,22 @@ def test_step_optimizer_matches_hand_update_rule(case: str) -> None:
         np.testing.assert_allclose(
             linear.bias.detach().numpy(), params[1], rtol=0, atol=1e-12, err_msg=f"bias after step {step + 1}"
         )
+
+
+@pytest.mark.parametrize(
+    ("name", "fused"),
+    [("sgd", True), ("momentum", True), ("adagrad", True), ("rmsprop", False), ("adam", True)],
+)
+def test_build_optimizer_picks_the_fused_kernel_on_the_cpu_where_torch_has_one(name: str, fused: bool) -> None:
+    spec = _spec({"name": name})
+    optimizer = build_optimizer(spec.optimizer, [torch.nn.Parameter(torch.zeros(3))])
+    assert bool(optimizer.defaults.get("fused")) is fused
+
+
+def test_build_optimizer_falls_back_to_torch_default_for_parameters_on_two_devices() -> None:
+    spec = _spec({"name": "adam"})
+    params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3, device="meta"))]
+    assert not build_optimizer(spec.optimizer, params).defaults["fused"]
 
 
 def test_step_sgd_uses_the_mean_not_the_sum_of_per_sample_gradients() -> None:
