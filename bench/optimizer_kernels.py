@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
             "Epoch speed per optimizer kernel, relative to torch's default (higher is faster)",
             ["network / optimizer", *KERNELS, "fastest"],
             rows,
-            f"plain loop, 1 torch thread, median of {args.rounds} paired epochs; — : no such kernel on the CPU",
+            f"plain loop, 1 torch thread, median of {args.rounds} paired epochs; —: no such kernel here",
         )
     )
 

@@ -194,7 +194,7 @@ def test_step_optimizer_matches_hand_update_rule(case: str, kernel: Kernel) -> N
     ("name", "fused"),
     [("sgd", True), ("momentum", True), ("adagrad", True), ("rmsprop", False), ("adam", True)],
 )
-def test_build_optimizer_picks_the_fused_kernel_on_the_cpu_where_torch_has_one(name: str, fused: bool) -> None:
+def test_build_optimizer_picks_the_fused_kernel_on_the_cpu_where_torch_has_it(name: str, fused: bool) -> None:
     spec = _spec({"name": name})
     optimizer = build_optimizer(spec.optimizer, [torch.nn.Parameter(torch.zeros(3))])
     assert bool(optimizer.defaults.get("fused")) is fused
