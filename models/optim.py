@@ -47,7 +47,7 @@ def build_optimizer(
     torch has one for that device, else torch's default; the others exist for bench/optimizer_kernels.py."""
     if kernel == "auto":
         kernel = "fused" if fused_available(spec.name, parameters) else "torch_default"
-    options = {} if kernel == "torch_default" else {kernel: True}
+    options: dict[str, bool] = {} if kernel == "torch_default" else {kernel: True}
     return _FACTORIES[spec.name](spec, parameters, options)
 
 
