@@ -31,3 +31,14 @@ def test_migrations_match_the_tables_on_sqlite_and_rerun_cleanly(tmp_path: Path,
     for _ in range(runs):
         upgrade_to_head(url)
     assert _differences(url) == []
+
+
+def test_postgresql_stores_checkpoint_bytes_uncompressed(postgres_url: str) -> None:
+    """Checkpoints are incompressible floats: compressing each one only slows the worker's write."""
+    engine = make_engine(postgres_url)
+    with engine.connect() as connection:
+        storage = connection.exec_driver_sql(
+            "SELECT attstorage FROM pg_attribute WHERE attrelid = 'checkpoint'::regclass AND attname = 'data'"
+        ).scalar_one()
+    engine.dispose()
+    assert storage == "e"  # EXTERNAL: out of line, never compressed (the default, EXTENDED, is "x")
