@@ -20,8 +20,14 @@ def epoch_line(epoch: int, total: int, metrics: dict[str, float]) -> str:
 class Follower:
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[metrics]}"), TimeRemainingColumn(), console=console)
+        self.bar = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            TimeRemainingColumn(),
+            console=console,
+        )
         self.task = self.bar.add_task("train", total=None, epoch="-", metrics="")
         self.status: str | None = None
         self.epoch, self.total_epochs = 0, 0
@@ -49,8 +55,12 @@ class Follower:
     def on_progress(self, data: dict[str, Any]) -> None:
         progress = data["progress"]
         self.epoch, self.total_epochs = progress["epoch"], progress["total_epochs"]
-        self.bar.update(self.task, total=progress["total_steps"], completed=progress["step"],
-                        epoch=f"{min(self.epoch + 1, self.total_epochs)}/{self.total_epochs}")
+        self.bar.update(
+            self.task,
+            total=progress["total_steps"],
+            completed=progress["step"],
+            epoch=f"{min(self.epoch + 1, self.total_epochs)}/{self.total_epochs}",
+        )
 
     def on_metrics(self, data: dict[str, Any]) -> None:
         for point in data["points"]:

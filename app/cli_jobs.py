@@ -31,10 +31,14 @@ class Output(StrEnum):
     json = "json"
 
 
-UrlOpt = Annotated[str | None, typer.Option("--url", help="API URL (default: NNFORGE_URL, config file, "
-                                                          "http://127.0.0.1:8000)")]
-TokenOpt = Annotated[str | None, typer.Option("--token", help="API token (default: NNFORGE_TOKEN, config "
-                                                              "file, $NNFORGE_HOME/token)")]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", help="API URL (default: NNFORGE_URL, config file, http://127.0.0.1:8000)"),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", help="API token (default: NNFORGE_TOKEN, config file, $NNFORGE_HOME/token)"),
+]
 OutputOpt = Annotated[Output, typer.Option("-o", "--output", help="text for people, json for scripts")]
 JobArg = Annotated[str, typer.Argument(help="the job id")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a field: optimizer.lr=0.01")]
@@ -42,8 +46,6 @@ FollowOpt = Annotated[bool, typer.Option("-f", "--follow", help="print new entri
 
 
 @contextlib.contextmanager
-
-
 def remote(spec_file: Path | None = None) -> Iterator[None]:
     """Turn API and connection errors into messages and exit codes."""
     try:
@@ -92,7 +94,9 @@ def submit(
     set_: SetOpt = None,
     name: Annotated[str | None, typer.Option(help="a name to recognise the job by")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the job until it ends")] = True,
-    url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt = Output.text,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.text,
 ) -> None:
     """Submit a job and follow it (a progress bar and a line per epoch) until it ends; the exit code is 0
     only when it succeeds."""
@@ -102,8 +106,7 @@ def submit(
     with remote(spec_file):
         job = client(url, token).submit(spec, name=name or spec.get("name"))
         if output is Output.text:
-            console.print(f"submitted job [bold]{job.id}[/bold] "
-                          f"({job.data['num_parameters']:,} parameters)")
+            console.print(f"submitted job [bold]{job.id}[/bold] ({job.data['num_parameters']:,} parameters)")
         if not wait:
             if output is Output.json:
                 print_json(job.data)
@@ -111,10 +114,11 @@ def submit(
                 out.print(job.id)
             return
         try:
-            final = (Follower(console).follow(job) if output is Output.text else job.wait().data)
+            final = Follower(console).follow(job) if output is Output.text else job.wait().data
         except KeyboardInterrupt:
-            console.print(f"stopped following; the job goes on: nnforge status {job.id} | "
-                          f"nnforge cancel {job.id}")
+            console.print(
+                f"stopped following; the job goes on: nnforge status {job.id} | nnforge cancel {job.id}"
+            )
             raise typer.Exit(code=130) from None
     if output is Output.json:
         print_json(final)
@@ -127,7 +131,9 @@ def list_jobs(
     status: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed, cancelled")] = None,
     arch: Annotated[str | None, typer.Option(help="mlp, cnn, rnn or gan")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
-    url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt = Output.text,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.text,
 ) -> None:
     """The newest jobs first."""
     with remote():
@@ -138,8 +144,9 @@ def list_jobs(
         out.print(jobs_table(jobs))
 
 
-def status(job_id: JobArg, url: UrlOpt = None, token: TokenOpt = None,
-           output: OutputOpt = Output.text) -> None:
+def status(
+    job_id: JobArg, url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt = Output.text
+) -> None:
     """A job's status, progress, metrics and error; exit code 1 when it failed or was cancelled."""
     with remote():
         job = client(url, token).job(job_id).data
@@ -153,7 +160,9 @@ def status(job_id: JobArg, url: UrlOpt = None, token: TokenOpt = None,
 def metrics(
     job_id: JobArg,
     follow: FollowOpt = False,
-    url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt = Output.text,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.text,
 ) -> None:
     """Epoch metrics as a table (-o json: every series); with -f, each new point as it is written."""
     with remote():
@@ -170,14 +179,19 @@ def metrics(
                 if output is Output.json:
                     print_json_line(point)
                 else:
-                    out.print(f"{point['name']:>16}  epoch {point['epoch']:>4}  step {point['step']:>7}  "
-                              f"{point['value']:.6g}", highlight=False)
+                    out.print(
+                        f"{point['name']:>16}  epoch {point['epoch']:>4}  step {point['step']:>7}  "
+                        f"{point['value']:.6g}",
+                        highlight=False,
+                    )
 
 
 def logs(
     job_id: JobArg,
     follow: FollowOpt = False,
-    url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt = Output.text,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.text,
 ) -> None:
     """The worker's log lines of a job: start, device, each epoch, warnings, the traceback of a failure."""
     with remote():
@@ -187,12 +201,14 @@ def logs(
             if output is Output.json:
                 print_json_line(line)
             else:
-                out.print(f"{line['time'][:19]} {line['level']:<7} {line['message']}", highlight=False,
-                          markup=False)
+                out.print(
+                    f"{line['time'][:19]} {line['level']:<7} {line['message']}", highlight=False, markup=False
+                )
 
 
-def cancel(job_id: JobArg, url: UrlOpt = None, token: TokenOpt = None,
-           output: OutputOpt = Output.text) -> None:
+def cancel(
+    job_id: JobArg, url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt = Output.text
+) -> None:
     """Cancel a job: a queued one ends at once, a running one within a step, keeping a checkpoint."""
     with remote():
         job = client(url, token).job(job_id).cancel().data
@@ -205,18 +221,32 @@ def cancel(job_id: JobArg, url: UrlOpt = None, token: TokenOpt = None,
 def download(
     job_id: JobArg,
     path: Annotated[Path | None, typer.Argument(help="file or folder (default: the server's name)")] = None,
-    format_: Annotated[str, typer.Option("--format", help="pt (resume, rebuild), safetensors (weights "
-                                         "+ spec) or onnx (serving; a GAN's generator)")] = "pt",
+    format_: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="pt (resume, rebuild), safetensors (weights + spec) or onnx (serving; a GAN's generator)",
+        ),
+    ] = "pt",
     checkpoint: Annotated[str, typer.Option(help="best, latest or a checkpoint id")] = "best",
-    url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt = Output.text,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.text,
 ) -> None:
     """Download a checkpoint of a job."""
     if format_ not in ("pt", "safetensors", "onnx"):
         console.print(f"[red]error[/red] --format: {format_!r} is not one of pt, safetensors, onnx")
         raise typer.Exit(code=2)
     with remote():
-        saved = client(url, token).job(job_id).download(path, format=format_,  # type: ignore[arg-type]
-                                                         checkpoint=checkpoint)
+        saved = (
+            client(url, token)
+            .job(job_id)
+            .download(
+                path,
+                format=format_,  # type: ignore[arg-type]
+                checkpoint=checkpoint,
+            )
+        )
     if output is Output.json:
         print_json({"path": str(saved)})
     else:
@@ -224,10 +254,11 @@ def download(
 
 
 def datasets_upload(
-    file: Annotated[Path, typer.Argument(help=".npz (x, optional y) or .csv", exists=True,
-                                         dir_okay=False)],
+    file: Annotated[Path, typer.Argument(help=".npz (x, optional y) or .csv", exists=True, dir_okay=False)],
     label_column: Annotated[str | None, typer.Option(help="CSV: the target column")] = None,
-    url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt = Output.text,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    output: OutputOpt = Output.text,
 ) -> None:
     """Upload a dataset; reference it in a spec as `dataset: {id: …}`."""
     with remote():
@@ -235,8 +266,11 @@ def datasets_upload(
     if output is Output.json:
         print_json(dataset)
         return
-    out.print(f"{dataset['id']}  {dataset['name']}: {dataset['task']}, {dataset['num_samples']} samples "
-              f"of shape {dataset['sample_shape']}", highlight=False)
+    out.print(
+        f"{dataset['id']}  {dataset['name']}: {dataset['task']}, {dataset['num_samples']} samples "
+        f"of shape {dataset['sample_shape']}",
+        highlight=False,
+    )
 
 
 def datasets_list(url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt = Output.text) -> None:
@@ -247,8 +281,11 @@ def datasets_list(url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt 
         print_json(items)
         return
     for item in items:
-        out.print(f"{item['id'] or item['name']:<36}  {item['name']:<16} {item['task']:<15} "
-                  f"{item['num_samples']:>8} samples  {item['sample_shape']}", highlight=False)
+        out.print(
+            f"{item['id'] or item['name']:<36}  {item['name']:<16} {item['task']:<15} "
+            f"{item['num_samples']:>8} samples  {item['sample_shape']}",
+            highlight=False,
+        )
 
 
 def register(cli: typer.Typer) -> None:

@@ -10,8 +10,13 @@ from rich.table import Table
 
 from app.spec_locate import locate
 
-STATUS_STYLE = {"queued": "yellow", "running": "cyan", "succeeded": "green", "failed": "red",
-                "cancelled": "magenta"}
+STATUS_STYLE = {
+    "queued": "yellow",
+    "running": "cyan",
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+}
 
 
 def print_json(value: Any) -> None:
@@ -39,15 +44,34 @@ def best_metric(job: dict[str, Any]) -> str:
 
 
 def jobs_table(jobs: list[dict[str, Any]]) -> Table:
-    table = Table("id", "name", "status", "arch", "optimizer", "lr", "epoch", "best", "duration",
-                  box=None, header_style="bold")
+    table = Table(
+        "id",
+        "name",
+        "status",
+        "arch",
+        "optimizer",
+        "lr",
+        "epoch",
+        "best",
+        "duration",
+        box=None,
+        header_style="bold",
+    )
     for job in jobs:
         optimizer = job["spec"].get("optimizer", {})
         style = STATUS_STYLE.get(job["status"], "")
         progress = job["progress"]
-        table.add_row(job["id"], job.get("name") or "", f"[{style}]{job['status']}[/{style}]", job["arch"],
-                      str(optimizer.get("name", "")), f"{optimizer.get('lr', '')}",
-                      f"{progress['epoch']}/{progress['total_epochs']}", best_metric(job), duration(job))
+        table.add_row(
+            job["id"],
+            job.get("name") or "",
+            f"[{style}]{job['status']}[/{style}]",
+            job["arch"],
+            str(optimizer.get("name", "")),
+            f"{optimizer.get('lr', '')}",
+            f"{progress['epoch']}/{progress['total_epochs']}",
+            best_metric(job),
+            duration(job),
+        )
     return table
 
 
@@ -55,11 +79,15 @@ def print_status(console: Console, job: dict[str, Any]) -> None:
     style = STATUS_STYLE.get(job["status"], "")
     progress = job["progress"]
     console.print(f"job [bold]{job['id']}[/bold] {job.get('name') or ''}  [{style}]{job['status']}[/{style}]")
-    console.print(f"  {job['arch']}, {job['num_parameters']:,} parameters, queue {job['queue']}"
-                  + (f" (position {job['queue_position']})" if job.get("queue_position") is not None else ""))
-    console.print(f"  epoch {progress['epoch']}/{progress['total_epochs']}, step {progress['step']}"
-                  f"/{progress['total_steps'] or '?'} ({progress['fraction']:.0%}), "
-                  f"{duration(job) or 'not started'}")
+    console.print(
+        f"  {job['arch']}, {job['num_parameters']:,} parameters, queue {job['queue']}"
+        + (f" (position {job['queue_position']})" if job.get("queue_position") is not None else "")
+    )
+    console.print(
+        f"  epoch {progress['epoch']}/{progress['total_epochs']}, step {progress['step']}"
+        f"/{progress['total_steps'] or '?'} ({progress['fraction']:.0%}), "
+        f"{duration(job) or 'not started'}"
+    )
     for label, values in (("latest", job["latest_metrics"]), ("best", job["best_metrics"])):
         if values:
             console.print(f"  {label}: " + "  ".join(f"{k} {v:.4g}" for k, v in sorted(values.items())))
@@ -88,5 +116,6 @@ def print_issues(console: Console, issues: list[dict[str, Any]], spec_file: Path
         if text is not None and (position := locate(text, str(issue.get("field", "")))) is not None:
             where = f"{spec_file}:{position[0]}:{position[1]}: "
         value = f" (got {issue['value']!r})" if issue.get("value") is not None else ""
-        console.print(f"[red]error[/red] {where}{issue.get('field')}: {issue.get('reason')}{value}",
-                      highlight=False)
+        console.print(
+            f"[red]error[/red] {where}{issue.get('field')}: {issue.get('reason')}{value}", highlight=False
+        )

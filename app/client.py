@@ -1,12 +1,12 @@
 """A small Python client for the nnforge API (what the CLI uses):
 
-    from app.client import Client
-    client = Client()                       # URL and token: arguments, env, config file or `nnforge serve`
-    job = client.submit({"dataset": {"name": "digits"}, "model": {"arch": "cnn"}})
-    for event in job.stream():              # status, progress, metrics, end (server-sent events)
-        ...
-    job.wait().status                       # 'succeeded'
-    job.download("cnn.onnx", format="onnx", checkpoint="best")
+from app.client import Client
+client = Client()                       # URL and token: arguments, env, config file or `nnforge serve`
+job = client.submit({"dataset": {"name": "digits"}, "model": {"arch": "cnn"}})
+for event in job.stream():              # status, progress, metrics, end (server-sent events)
+    ...
+job.wait().status                       # 'succeeded'
+job.download("cnn.onnx", format="onnx", checkpoint="best")
 """
 
 import re
@@ -29,15 +29,22 @@ MAX_RECONNECTS = 30  # in a row without an event in between
 class NnforgeError(RuntimeError):
     """An error answer of the API (RFC 9457 problem details): `errors` name each field and reason."""
 
-    def __init__(self, status: int, title: str, detail: str,
-                 errors: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None
+    ) -> None:
         super().__init__(f"{status} {title}: {detail}")
         self.status, self.title, self.detail, self.errors = status, title, detail, errors or []
 
 
 class Client:
-    def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 60.0,
-                 transport: httpx2.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        transport: httpx2.BaseTransport | None = None,
+    ) -> None:
         config = resolve_config(url, token)
         self.url = config.url
         headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
@@ -84,8 +91,12 @@ class Client:
         path = Path(path)
         with path.open("rb") as handle:
             data = {"label_column": label_column} if label_column else {}
-            return self.request("POST", "/v1/datasets", files={"file": (path.name, handle)},  # type: ignore[no-any-return]
-                                data=data).json()
+            return self.request(
+                "POST",
+                "/v1/datasets",
+                files={"file": (path.name, handle)},  # type: ignore[no-any-return]
+                data=data,
+            ).json()
 
 
 class Job:
@@ -109,20 +120,27 @@ class Job:
         self.data = self.client.request("POST", f"/v1/jobs/{self.id}/cancel").json()
         return self
 
-    def metrics(self, names: list[str] | None = None, *, max_points: int | None = None
-                ) -> dict[str, list[dict[str, Any]]]:
+    def metrics(
+        self, names: list[str] | None = None, *, max_points: int | None = None
+    ) -> dict[str, list[dict[str, Any]]]:
         """Series by name: [{step, epoch, value, time}, …]."""
         params: dict[str, Any] = {"name": names or [], **({"max_points": max_points} if max_points else {})}
-        return self.client.request("GET", f"/v1/jobs/{self.id}/metrics",  # type: ignore[no-any-return]
-                                   params=params).json()["series"]
+        return self.client.request(
+            "GET",
+            f"/v1/jobs/{self.id}/metrics",  # type: ignore[no-any-return]
+            params=params,
+        ).json()["series"]
 
     def checkpoints(self) -> list[dict[str, Any]]:
         return self.client.request("GET", f"/v1/jobs/{self.id}/checkpoints").json()  # type: ignore[no-any-return]
 
     def logs(self, *, after: int = 0) -> dict[str, Any]:
         """{status, items: [{id, time, level, logger, message}], next_after}."""
-        return self.client.request("GET", f"/v1/jobs/{self.id}/logs",  # type: ignore[no-any-return]
-                                   params={"after": after}).json()
+        return self.client.request(
+            "GET",
+            f"/v1/jobs/{self.id}/logs",  # type: ignore[no-any-return]
+            params={"after": after},
+        ).json()
 
     def follow_logs(self, *, poll_seconds: float = 1.0) -> Iterator[dict[str, Any]]:
         """Every log line, then new ones as they are written, until the job is over."""
@@ -167,8 +185,9 @@ class Job:
             pass
         return self.refresh()
 
-    def download(self, path: str | Path | None = None, *, format: Format = "pt",
-                 checkpoint: str = "best") -> Path:
+    def download(
+        self, path: str | Path | None = None, *, format: Format = "pt", checkpoint: str = "best"
+    ) -> Path:
         """Save a checkpoint (`best`, `latest` or an id) as .pt, safetensors or ONNX. `path` may be a file,
         a folder, or None for the server's file name in the current folder."""
         url = f"/v1/jobs/{self.id}/checkpoints/{checkpoint}"
@@ -176,8 +195,9 @@ class Job:
             if response.is_error:
                 response.read()
                 raise_for_problem(response)
-            target = _target_path(path, response.headers.get("content-disposition", ""),
-                                  f"{self.id}.{format}")
+            target = _target_path(
+                path, response.headers.get("content-disposition", ""), f"{self.id}.{format}"
+            )
             partial = target.with_name(target.name + ".partial")
             with partial.open("wb") as handle:
                 for chunk in response.iter_bytes():
@@ -204,5 +224,9 @@ def raise_for_problem(response: httpx2.Response) -> None:
         body = {}
     if not isinstance(body, dict):
         body = {}
-    raise NnforgeError(response.status_code, str(body.get("title", response.reason_phrase)),
-                       str(body.get("detail", response.text[:500])), body.get("errors"))
+    raise NnforgeError(
+        response.status_code,
+        str(body.get("title", response.reason_phrase)),
+        str(body.get("detail", response.text[:500])),
+        body.get("errors"),
+    )

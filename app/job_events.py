@@ -43,10 +43,15 @@ def read_snapshot(*, session: Session, job_id: str, after_id: int) -> Snapshot:
     here comes with every row written before it."""
     job = to_public(session.get_one(Job, job_id), position=None)
     columns = (Metric.id, Metric.name, Metric.step, Metric.epoch, Metric.value, Metric.time)
-    rows = session.execute(select(*columns).where(Metric.job_id == job_id, Metric.id > after_id)
-                           .order_by(Metric.id).limit(BATCH_ROWS)).all()
-    points = [MetricEventPoint(name=r.name, step=r.step, epoch=r.epoch, value=r.value, time=r.time)
-              for r in rows]
+    rows = session.execute(
+        select(*columns)
+        .where(Metric.job_id == job_id, Metric.id > after_id)
+        .order_by(Metric.id)
+        .limit(BATCH_ROWS)
+    ).all()
+    points = [
+        MetricEventPoint(name=r.name, step=r.step, epoch=r.epoch, value=r.value, time=r.time) for r in rows
+    ]
     return Snapshot(job, points, rows[-1].id if rows else after_id)
 
 
@@ -58,8 +63,9 @@ def _progress_key(job: JobPublic) -> tuple[Any, ...]:
     return job.progress.step, job.progress.epoch, job.best_epoch
 
 
-async def job_events(read: Callable[[int], Snapshot], *, after_id: int,
-                     timing: StreamTiming) -> AsyncIterator[ServerSentEvent]:
+async def job_events(
+    read: Callable[[int], Snapshot], *, after_id: int, timing: StreamTiming
+) -> AsyncIterator[ServerSentEvent]:
     """`status` (the whole job) when its status changes, `progress` when it moves, `metrics` with new
     rows, and `end` once the job is over and drained. `read(after_id)` runs in a worker thread, so a
     waiting stream holds neither a thread nor a database connection."""
@@ -76,15 +82,25 @@ async def job_events(read: Callable[[int], Snapshot], *, after_id: int,
             yield ServerSentEvent(event="status", id=str(cursor), data=job)
         if _progress_key(job) != progress_seen:
             progress_seen, sent = _progress_key(job), True
-            yield ServerSentEvent(event="progress", id=str(cursor), data=ProgressEvent(
-                progress=job.progress, latest_metrics=job.latest_metrics, best_metrics=job.best_metrics,
-                best_epoch=job.best_epoch))
+            yield ServerSentEvent(
+                event="progress",
+                id=str(cursor),
+                data=ProgressEvent(
+                    progress=job.progress,
+                    latest_metrics=job.latest_metrics,
+                    best_metrics=job.best_metrics,
+                    best_epoch=job.best_epoch,
+                ),
+            )
         if snapshot.points:
             cursor, sent = snapshot.last_id, True
             yield ServerSentEvent(event="metrics", id=str(cursor), data=MetricsEvent(points=snapshot.points))
         if job.status in TERMINAL_STATUSES and len(snapshot.points) < BATCH_ROWS:
-            yield ServerSentEvent(event="end", id=str(cursor), data=EndEvent(
-                status=job.status, error=job.error.type if job.error else None))
+            yield ServerSentEvent(
+                event="end",
+                id=str(cursor),
+                data=EndEvent(status=job.status, error=job.error.type if job.error else None),
+            )
             return
         now = anyio.current_time()
         if sent:

@@ -8,6 +8,7 @@ from app.live_schemas import LogLine
 
 
 def read_log_lines(*, session: Session, job_id: str, after: int, limit: int) -> list[LogLine]:
-    rows = session.scalars(select(JobLog).where(JobLog.job_id == job_id, JobLog.id > after)
-                           .order_by(JobLog.id).limit(limit))
+    rows = session.scalars(
+        select(JobLog).where(JobLog.job_id == job_id, JobLog.id > after).order_by(JobLog.id).limit(limit)
+    )
     return [LogLine.model_validate(row, from_attributes=True) for row in rows]

@@ -23,6 +23,20 @@ class Settings(BaseSettings):
     auth: bool = Field(default=True, description="require API tokens; off is allowed on loopback only")
     rate_limit_per_second: float = Field(default=50.0, gt=0, description="requests per second per owner")
     rate_limit_burst: int = Field(default=100, ge=1, description="requests an owner may send at once")
+    token_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="how long the API trusts a token it has looked up; a revoked token stops working "
+        "within this time (0: look every token up on every request)",
+    )
+    status_cache_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        le=10,
+        description="GET /v1/jobs/{id} answers from memory for this long (keep it under HEARTBEAT_SECONDS; "
+        "0: read the database every time); a cancel through the same API process shows at once",
+    )
     worker_device: str = Field(
         default="auto",
         pattern="^(auto|cpu|gpu)$",

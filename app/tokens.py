@@ -2,7 +2,10 @@
 
 import hashlib
 import secrets
+import threading
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -41,6 +44,34 @@ def owner_of(*, session: Session, secret: str) -> str | None:
         return None
     row = session.scalars(select(ApiToken).where(ApiToken.token_hash == hash_token(secret))).first()
     return row.owner if row is not None and row.revoked_at is None else None
+
+
+class OwnerCache:
+    """Owners of recently seen tokens, by token hash, for `seconds`: a busy client's requests skip the
+    database lookup (and the thread it needs). Only live tokens are kept; revocation (by the CLI, in another
+    process) takes effect here when the entry expires."""
+
+    def __init__(self, seconds: float, size: int = 10_000) -> None:
+        self.seconds, self.size = seconds, size
+        self.entries: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, secret: str) -> str | None:
+        key = hash_token(secret)
+        with self.lock:
+            found = self.entries.get(key)
+            if found is None or found[1] < time.monotonic():
+                return None
+            return found[0]
+
+    def put(self, secret: str, owner: str) -> None:
+        if self.seconds <= 0:
+            return
+        with self.lock:
+            self.entries[hash_token(secret)] = (owner, time.monotonic() + self.seconds)
+            self.entries.move_to_end(hash_token(secret))
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
 
 
 def revoke_token(*, session: Session, token_id: str) -> bool:

@@ -6,11 +6,12 @@ from typing import Annotated
 
 from celery import Celery
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from app.settings import Settings
-from app.tokens import owner_of
+from app.tokens import OwnerCache, owner_of
 
 LOCAL_OWNER = "local"  # the owner of everything when auth is off (loopback only)
 bearer = HTTPBearer(auto_error=False, description="an API token: `nnforge token create`")
@@ -44,24 +45,37 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 
 
-def get_owner(
+async def get_owner(
     request: Request,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str:
-    """The owner behind the request's bearer token (401 otherwise), within its request rate (429)."""
+    """The owner behind the request's bearer token (401 otherwise), within its request rate (429). Async, so
+    a token seen within TOKEN_CACHE_SECONDS costs no worker thread and no database round trip."""
     if not request.app.state.settings.auth:
         owner = LOCAL_OWNER
     else:
         if credentials is None:
             raise Unauthorized("a bearer token is required (Authorization: Bearer nnf_…)")
-        found = owner_of(session=session, secret=credentials.credentials)
-        if found is None:
-            raise Unauthorized("unknown or revoked token")
-        owner = found
+        owner = await _token_owner(request, credentials.credentials)
     wait = request.app.state.rate_limiter.retry_after(owner)
     if wait > 0:
         raise RateLimited(math.ceil(wait))
+    return owner
+
+
+async def _token_owner(request: Request, secret: str) -> str:
+    cache: OwnerCache = request.app.state.token_owners
+    owner = cache.get(secret)
+    if owner is None:
+
+        def look_up() -> str | None:
+            with request.app.state.session_factory() as session:
+                return owner_of(session=session, secret=secret)
+
+        owner = await run_in_threadpool(look_up)
+        if owner is None:
+            raise Unauthorized("unknown or revoked token")
+        cache.put(secret, owner)
     return owner
 
 

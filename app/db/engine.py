@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
@@ -18,7 +18,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # Fail fast instead of hanging when the database is unreachable.
-    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 2}, **kwargs)
+    return create_engine(url, pool_pre_ping=pre_ping, connect_args={"connect_timeout": 2}, **kwargs)
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -17,14 +17,22 @@ router = APIRouter(prefix="/v1/jobs", tags=["checkpoints"])
 @router.get("/{job_id}/checkpoints", response_model=list[CheckpointPublic])
 def read_checkpoints(job_id: str, session: SessionDep, owner: OwnerDep) -> list[CheckpointPublic]:
     job = get_job(session=session, job_id=job_id, owner=owner)
-    return [CheckpointPublic.model_validate(c, from_attributes=True)
-            for c in list_checkpoints(session=session, job=job)]
+    return [
+        CheckpointPublic.model_validate(c, from_attributes=True)
+        for c in list_checkpoints(session=session, job=job)
+    ]
 
 
-@router.get("/{job_id}/checkpoints/{which}", response_class=Response,
-            responses={200: {"content": {"application/octet-stream": {}}}, 304: {"description": "unchanged"}})
+@router.get(
+    "/{job_id}/checkpoints/{which}",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}, 304: {"description": "unchanged"}},
+)
 def download_checkpoint(
-    job_id: str, which: str, session: SessionDep, owner: OwnerDep,
+    job_id: str,
+    which: str,
+    session: SessionDep,
+    owner: OwnerDep,
     format_: Annotated[Format, Query(alias="format")] = "pt",
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -43,5 +51,8 @@ def download_checkpoint(
     except ExportUnavailable as error:
         return problem(501, "Not implemented", str(error))
     filename = f"{job.id}-epoch{checkpoint.epoch}-step{checkpoint.step}.{format_}"
-    return Response(content=data, media_type="application/octet-stream", headers={
-        "Content-Disposition": f'attachment; filename="{filename}"', "ETag": etag})
+    return Response(
+        content=data,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "ETag": etag},
+    )

@@ -27,16 +27,23 @@ def _read(request: Request, job_id: str, after_id: int) -> Snapshot:
         return read_snapshot(session=session, job_id=job_id, after_id=after_id)
 
 
-@router.get("/{job_id}/events", response_class=EventSourceResponse,
-            responses={200: {"description": "event: status | progress | metrics | end; id: last metric row"}})
+@router.get(
+    "/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses={200: {"description": "event: status | progress | metrics | end; id: last metric row"}},
+)
 async def stream_events(
-    request: Request, job_id: Annotated[str, Depends(owned_job_id)],
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", pattern=r"^\d{1,18}$",
-                                                description="resume after this event id")] = None,
+    request: Request,
+    job_id: Annotated[str, Depends(owned_job_id)],
+    last_event_id: Annotated[
+        str | None,
+        Header(alias="Last-Event-ID", pattern=r"^\d{1,18}$", description="resume after this event id"),
+    ] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """Starts with the job's `status` and `progress`, then sends `metrics` as rows are written, and `end`
     (then closes) when the job is over. Comments keep a quiet connection alive."""
     timing: StreamTiming = getattr(request.app.state, "event_timing", StreamTiming())
-    async for event in job_events(partial(_read, request, job_id), after_id=int(last_event_id or 0),
-                                  timing=timing):
+    async for event in job_events(
+        partial(_read, request, job_id), after_id=int(last_event_id or 0), timing=timing
+    ):
         yield event

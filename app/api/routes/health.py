@@ -11,7 +11,7 @@ BROKER_TIMEOUT_SECONDS = 1.0
 
 
 @router.get("/livez")
-def livez() -> dict[str, str]:
+async def livez() -> dict[str, str]:
     return {"status": "ok"}
 
 

@@ -4,10 +4,12 @@ import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import CeleryDep, OwnerDep, SessionDep
 from app.idempotency import request_hash, run_once
+from app.job_reads import RecentJobReads
 from app.jobs import (
     MAX_PAGE_SIZE,
     create_job,
@@ -84,14 +86,28 @@ def list_all_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def read_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobPublic:
-    job = get_job(session=session, job_id=job_id, owner=owner)
-    return to_public(job, position=queue_position(session=session, job=job))
+async def read_job(job_id: str, request: Request, owner: OwnerDep) -> Response:
+    """The job as of at most STATUS_CACHE_SECONDS ago (app/job_reads.py): the most polled route."""
+    reads: RecentJobReads = request.app.state.job_reads
+    body = reads.get(job_id, owner)
+    if body is None:
+        generation = reads.generation(job_id)
+
+        def read() -> bytes:  # one worker thread does the whole read and the JSON
+            with request.app.state.session_factory() as session:
+                job = get_job(session=session, job_id=job_id, owner=owner)
+                public = to_public(job, position=queue_position(session=session, job=job))
+                return public.model_dump_json().encode()
+
+        body = await run_in_threadpool(read)
+        reads.put(job_id, owner, body, generation)
+    return Response(body, media_type="application/json")
 
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
-def cancel_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobPublic:
+def cancel_job(job_id: str, request: Request, session: SessionDep, owner: OwnerDep) -> JobPublic:
     """A queued job ends at once; a running one stops within a step plus a heartbeat, keeping a checkpoint."""
     job = request_cancel(session=session, job=get_job(session=session, job_id=job_id, owner=owner))
     session.commit()
+    request.app.state.job_reads.forget(job_id)
     return to_public(job, position=None)
