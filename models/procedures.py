@@ -86,6 +86,11 @@ class Procedure(Protocol):
         every value has shape (S,)."""
         ...
 
+    def compiled(self, model: nn.Module) -> nn.Module:
+        """What `train_step` calls as the network, compiled by torch.compile; it shares `model`'s
+        parameters, so optimizers and checkpoints keep working on `model`."""
+        ...
+
     def evaluate(self, ctx: EvalContext, x: Tensor, y: Tensor | None) -> dict[str, float]: ...
 
     def generate(self, ctx: EvalContext, n: int) -> Tensor | None:
@@ -129,6 +134,9 @@ class Supervised:
         if output.numel() <= DEFERRED_LOGITS:
             return {"loss": loss.detach(), "logits": output.detach(), "target": y}
         return {"loss": loss.detach(), "predicted": output.detach().argmax(1), "target": y}
+
+    def compiled(self, model: nn.Module) -> nn.Module:
+        return torch.compile(model)  # type: ignore[return-value]
 
     def step_metrics(self, outputs: StepOutputs) -> dict[str, Tensor]:
         metrics = {"loss": metric_values(outputs["loss"])}

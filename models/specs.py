@@ -434,6 +434,9 @@ class TrainingSpec(Spec):
     early_stopping: EarlyStoppingSpec | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16 autocast, CUDA only
+    # fp32 matmuls and convolutions on TF32 tensor cores (CUDA, Ampere and later; ignored elsewhere)
+    tf32: bool = True
+    compile: bool = False  # torch.compile the training step's network (first steps pay the compilation)
 
     @model_validator(mode="after")
     def _precision_needs_gpu(self) -> "TrainingSpec":

@@ -128,8 +128,12 @@ class _Run:
                 self.schedulers[group] = scheduler
             clip[group] = opt_spec.grad_clip_norm
         autocast, self.scaler = _mixed_precision(device, training.precision)
+        if device.type == "cuda":  # process-wide switches: each job trains in a process of its own
+            torch.backends.cuda.matmul.allow_tf32 = training.tf32
+            torch.backends.cudnn.allow_tf32 = training.tf32
+        network = self.procedure.compiled(self.model) if training.compile else self.model
         self.step_ctx = StepContext(
-            self.model, self.optimizers, raw.info.task, spec.model, autocast, self.scaler, clip
+            network, self.optimizers, raw.info.task, spec.model, autocast, self.scaler, clip
         )
         self.autocast = autocast
         self.progress = Progress()
@@ -207,7 +211,10 @@ class _Run:
         progress, batch_size = self.progress, self.spec.training.batch_size
         epoch = progress.epoch + 1
         self.epoch_start_shuffle = self.shuffle.get_state()
-        order = torch.randperm(self.data.size("train"), generator=self.shuffle).to(self.device)
+        # Drawn on the CPU (one generator, the same order on every device), copied without waiting.
+        order = torch.randperm(self.data.size("train"), generator=self.shuffle)
+        if self.device.type == "cuda":
+            order = order.pin_memory().to(self.device, non_blocking=True)
         x, y = self.data.x["train"], self.data.y["train"]
         pending: list[_PendingStep] = []
         flushed_at = time.monotonic()
