@@ -131,6 +131,11 @@ class Job:
             params=params,
         ).json()["series"]
 
+    def samples(self) -> dict[str, Any]:
+        """A generative job's samples of its latest epoch: {epoch, kind, shape, samples, reference} in the
+        dataset's units. NnforgeError 404 for networks that generate nothing and before the first epoch."""
+        return self.client.request("GET", f"/v1/jobs/{self.id}/samples").json()  # type: ignore[no-any-return]
+
     def checkpoints(self) -> list[dict[str, Any]]:
         return self.client.request("GET", f"/v1/jobs/{self.id}/checkpoints").json()  # type: ignore[no-any-return]
 

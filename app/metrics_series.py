@@ -6,10 +6,10 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_, union
 from sqlalchemy.orm import Session
 
-from app.db.tables import Job, Metric
+from app.db.tables import Job, Metric, MetricBlock
 from app.schemas import MetricPoint
 
 Series = tuple[dict[str, list[MetricPoint]], bool]
@@ -37,6 +37,10 @@ def read_series(
         query = query.where(Metric.step > after_step)
     if max_points is None:
         return _grouped(session.execute(query.order_by(Metric.name, Metric.step)).all()), False
+    if after_step is None and session.get_bind().dialect.name == "postgresql":
+        from_blocks = _downsampled_from_blocks(session, job_id, names, max_points)
+        if from_blocks is not None:
+            return from_blocks
     numbered = query.add_columns(
         (func.row_number().over(partition_by=Metric.name, order_by=Metric.step) - 1).label("i"),
         func.count().over(partition_by=Metric.name).label("n"),
@@ -58,6 +62,65 @@ def read_series(
     ).where(or_(ranked.c.n <= max_points, ranked.c.low == 1, ranked.c.high == 1))
     rows = session.execute(kept.order_by(ranked.c.name, ranked.c.step)).all()
     return _grouped(rows), any(row.n > max_points for row in rows)
+
+
+def _downsampled_from_blocks(
+    session: Session, job_id: str, names: Sequence[str], max_points: int
+) -> Series | None:
+    """The same downsampling from `metric_block` (per 32 steps: count, lowest and highest point), so a long
+    series costs a read of its blocks and of the points kept, not a ranking of every row; a bucket's edges
+    fall on block edges. None when some long series has fewer than two blocks per bucket: the caller then
+    ranks the rows."""
+    buckets = max(1, max_points // 2)
+    mine = MetricBlock.job_id == job_id
+    if names:
+        mine = mine & MetricBlock.name.in_(names)
+    sizes = session.execute(
+        select(MetricBlock.name, func.sum(MetricBlock.n), func.count()).where(mine).group_by(MetricBlock.name)
+    ).all()
+    if any(total > max_points and blocks < 2 * buckets for _, total, blocks in sizes):
+        return None
+    whole = [name for name, total, _ in sizes if total <= max_points]
+    long = [name for name, total, _ in sizes if total > max_points]
+    conditions: list[ColumnElement[bool]] = [Metric.name.in_(whole)] if whole else []
+    if long:
+        conditions.append(tuple_(Metric.name, Metric.step).in_(_bucket_extremes(mine, long, buckets)))
+    if not conditions:
+        return {}, False
+    points = select(Metric.name, Metric.step, Metric.epoch, Metric.value, Metric.time).where(
+        Metric.job_id == job_id, or_(*conditions)
+    )
+    return _grouped(session.execute(points.order_by(Metric.name, Metric.step)).all()), bool(long)
+
+
+def _bucket_extremes(mine: ColumnElement[bool], names: list[str], buckets: int) -> Select[Any]:
+    """(name, step) of the lowest and the highest point of each bucket of about total/buckets points, from
+    the blocks: a block falls in the bucket of the points before it (a running sum)."""
+    before = func.sum(MetricBlock.n).over(partition_by=MetricBlock.name, order_by=MetricBlock.block)
+    total = func.sum(MetricBlock.n).over(partition_by=MetricBlock.name)
+    placed = (
+        select(
+            MetricBlock.name,
+            ((before - MetricBlock.n) * buckets // total).label("bucket"),
+            MetricBlock.lo_step,
+            MetricBlock.lo_value,
+            MetricBlock.hi_step,
+            MetricBlock.hi_value,
+        )
+        .where(mine, MetricBlock.name.in_(names))
+        .cte("placed")  # read once for both ends (PostgreSQL materialises a CTE used twice)
+    )
+    lowest = (
+        select(placed.c.name, placed.c.lo_step.label("step"))
+        .distinct(placed.c.name, placed.c.bucket)
+        .order_by(placed.c.name, placed.c.bucket, placed.c.lo_value, placed.c.lo_step)
+    )
+    highest = (
+        select(placed.c.name, placed.c.hi_step.label("step"))
+        .distinct(placed.c.name, placed.c.bucket)
+        .order_by(placed.c.name, placed.c.bucket, placed.c.hi_value.desc(), placed.c.hi_step)
+    )
+    return union(lowest, highest)  # type: ignore[return-value]
 
 
 def _grouped(rows: Sequence[Any]) -> dict[str, list[MetricPoint]]:  # rows: name, step, epoch, value, time

@@ -87,6 +87,26 @@ class Metric(Base):
     __table_args__ = (UniqueConstraint("job_id", "name", "step", name="uq_metric_job_name_step"),)
 
 
+METRIC_BLOCK_STEPS = 32  # the steps each metric_block row summarises (migration 0007's triggers use it)
+
+
+class MetricBlock(Base):
+    """Per block of METRIC_BLOCK_STEPS steps of a series, its count and its lowest and highest point.
+    PostgreSQL keeps it (statement triggers on `metric`, migration 0007) for every writer; a downsampled
+    read of a long series reads these instead of every row."""
+
+    __tablename__ = "metric_block"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    block: Mapped[int] = mapped_column(Integer, primary_key=True)  # (step - 1) // METRIC_BLOCK_STEPS
+    n: Mapped[int] = mapped_column(Integer)
+    lo_step: Mapped[int] = mapped_column(Integer)
+    lo_value: Mapped[float] = mapped_column(Float)
+    hi_step: Mapped[int] = mapped_column(Integer)
+    hi_value: Mapped[float] = mapped_column(Float)
+
+
 class Checkpoint(Base):
     __tablename__ = "checkpoint"
 

@@ -15,11 +15,23 @@ from live_stack import LiveStack
 from safetensors.torch import load_file
 from support import ROOT, free_port, wait_for
 
-from app.client import Client
+from app.client import Client, NnforgeError
 from models.checkpoint import load_model
 
 MOONS = {"dataset": {"name": "moons"}, "model": {"arch": "mlp", "hidden_sizes": [16]},
          "optimizer": {"name": "adam", "lr": 0.01}, "training": {"epochs": 5, "seed": 1}}
+
+
+GAN = {
+    "dataset": {"name": "gaussian-ring"},
+    "model": {
+        "arch": "gan",
+        "latent_dim": 4,
+        "generator": {"kind": "mlp", "hidden_sizes": [16]},
+        "discriminator": {"kind": "mlp", "hidden_sizes": [16]},
+    },
+    "training": {"epochs": 2},
+}
 
 
 def _env(stack: LiveStack) -> dict[str, str]:
@@ -118,6 +130,15 @@ def test_client_streams_events_waits_and_uploads(live_stack: LiveStack, tmp_path
         assert job.wait().status == "succeeded"
         assert len(job.metrics(["val_loss"])["val_loss"]) == 2
         assert [c["epoch"] for c in job.checkpoints()] == [1, 2]
+        with pytest.raises(NnforgeError) as refused:  # an MLP generates nothing
+            job.samples()
+        assert refused.value.status == 404 and "generative" in refused.value.detail
+
+        gan = client.submit(GAN, name="sdk-gan").wait()
+        assert gan.status == "succeeded"
+        drawn = gan.samples()
+        assert (drawn["epoch"], drawn["kind"], drawn["shape"]) == (2, "points", [2])
+        assert len(drawn["samples"]) > 0 and all(len(point) == 2 for point in drawn["samples"])
 
         csv = tmp_path / "points.csv"
         csv.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
