@@ -67,6 +67,13 @@ class Settings(BaseSettings):
         description="how long a worker retries its database writes through an outage before giving up",
     )
     torch_threads: int = Field(default=1, ge=1, le=256, description="torch CPU threads per training process")
+    trainer_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="niceness added to each training process, so that the API and the database answer at "
+        "once on a machine a job keeps busy (training takes every cycle they leave)",
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.db.tables import ApiToken
+from app.single_flight import SingleFlight
 
 PREFIX = "nnf_"
 
@@ -55,6 +56,7 @@ class OwnerCache:
         self.seconds, self.size = seconds, size
         self.entries: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self.lock = threading.Lock()
+        self.lookups: SingleFlight[str | None] = SingleFlight()  # by secret: one lookup per token at a time
 
     def get(self, secret: str) -> str | None:
         key = hash_token(secret)

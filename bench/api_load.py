@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         table(
             f"API under load while a job trains: wrk, {args.connections} connections, {args.seconds:g} s "
             "per run, each endpoint right after the bare one",
-            ["endpoint", "req/s", "p50 ms", "p99 ms", "bare req/s", "vs bare", "p99/p50", "target"],
+            ["endpoint", "req/s", "p50 ms", "p99 ms", "bare req/s", "bare p99/p50", "vs bare", "p99/p50", "target"],
             rows,
             machine(),
         )
@@ -178,6 +178,7 @@ def _measure(
                 f"{load.p50_ms:.1f}",
                 f"{load.p99_ms:.1f}",
                 f"{base.rps:,.0f}",
+                f"{base.p99_ms / base.p50_ms:.1f}",
                 f"{ratio:.2f}",
                 f"{tail:.1f}",
                 target,

@@ -107,6 +107,7 @@ def show_in_command_line(job_id: str, token: str) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    os.nice(get_settings().trainer_nice)  # before anything else: the API and the database come first
     code = standby() if sys.argv[1] == STANDBY else main(sys.argv[1], sys.argv[2])
     logging.shutdown()
     sys.stdout.flush()

@@ -1,12 +1,12 @@
 """Shared route dependencies as `Annotated` aliases."""
 
+import asyncio
 import math
 from collections.abc import Iterator
 from typing import Annotated
 
 from celery import Celery
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -72,10 +72,13 @@ async def _token_owner(request: Request, secret: str) -> str:
             with request.app.state.session_factory() as session:
                 return owner_of(session=session, secret=secret)
 
-        owner = await run_in_threadpool(look_up)
+        def keep(found: str | None) -> None:
+            if found is not None:
+                cache.put(secret, found)
+
+        owner = await asyncio.shield(cache.lookups.call(secret, look_up, keep))
         if owner is None:
             raise Unauthorized("unknown or revoked token")
-        cache.put(secret, owner)
     return owner
 
 

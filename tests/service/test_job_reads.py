@@ -1,6 +1,7 @@
 """GET /v1/jobs/{id} answers from memory for STATUS_CACHE_SECONDS: changes made elsewhere show within that
 time, a cancel through the API shows at once, and an answer is never given to another owner."""
 
+import asyncio
 import time
 import uuid
 
@@ -11,7 +12,7 @@ from sqlalchemy import update
 
 from app.db.engine import make_engine, make_session_factory, transaction
 from app.db.tables import Job
-from app.job_reads import RecentJobReads
+from app.job_reads import REFRESH_AT, RecentJobReads
 from app.main import create_app
 from app.settings import Settings
 
@@ -56,26 +57,67 @@ def test_a_cancel_through_the_api_shows_in_the_next_read(client: TestClient) -> 
     assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
 
 
-def test_a_cached_answer_is_only_given_to_its_owner() -> None:
-    reads = RecentJobReads(seconds=60)
-    reads.put("job", "alice", b"{}", reads.generation("job"))
-    assert reads.get("job", "alice") == b"{}"
-    assert reads.get("job", "bob") is None
+class Loads:
+    """A loader that counts its calls and answers with its count (after `seconds`)."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.calls, self.seconds = 0, seconds
+
+    def __call__(self) -> bytes:
+        self.calls += 1
+        time.sleep(self.seconds)
+        return str(self.calls).encode()
 
 
-def test_an_answer_read_before_a_cancel_is_not_stored_after_it() -> None:
-    reads = RecentJobReads(seconds=60)
-    generation = reads.generation("job")  # a read starts ...
-    reads.forget("job")  # ... a cancel commits meanwhile ...
-    reads.put("job", "alice", b'{"status": "queued"}', generation)  # ... the read ends with the old row
-    assert reads.get("job", "alice") is None
+def test_a_kept_answer_is_only_given_to_its_owner() -> None:
+    async def scenario() -> list[bytes]:
+        reads, load = RecentJobReads(seconds=60), Loads()
+        return [await reads.read("job", who, load) for who in ("alice", "alice", "bob")]
+
+    assert asyncio.run(scenario()) == [b"1", b"1", b"2"]
+
+
+def test_requests_that_find_no_answer_share_one_read() -> None:
+    async def scenario() -> tuple[list[bytes], int]:
+        reads, load = RecentJobReads(seconds=60), Loads(seconds=0.1)
+        answers = await asyncio.gather(*(reads.read("job", "alice", load) for _ in range(20)))
+        return list(answers), load.calls
+
+    answers, calls = asyncio.run(scenario())
+    assert calls == 1 and set(answers) == {b"1"}
+
+
+def test_late_in_its_life_an_answer_is_refreshed_in_the_background() -> None:
+    async def scenario() -> tuple[bytes, bytes, int]:
+        reads, load = RecentJobReads(seconds=1.0), Loads()
+        await reads.read("job", "alice", load)
+        await asyncio.sleep(REFRESH_AT + 0.03)  # still given, and a refresh starts
+        during = await reads.read("job", "alice", load)
+        await asyncio.sleep(0.05)  # the refresh has landed
+        after = await reads.read("job", "alice", load)
+        return during, after, load.calls
+
+    assert asyncio.run(scenario()) == (b"1", b"2", 2)
+
+
+def test_an_answer_read_before_a_cancel_is_not_kept_after_it() -> None:
+    async def scenario() -> tuple[bytes, bytes]:
+        reads, load = RecentJobReads(seconds=60), Loads(seconds=0.1)
+        first = asyncio.ensure_future(reads.read("job", "alice", load))  # a read starts ...
+        await asyncio.sleep(0.02)
+        reads.forget("job")  # ... a cancel commits meanwhile ...
+        stale = await first  # ... the read ends with the old row: its caller gets it, nobody after
+        return stale, await reads.read("job", "alice", load)
+
+    assert asyncio.run(scenario()) == (b"1", b"2")
 
 
 def test_answers_expire_and_zero_seconds_keeps_none() -> None:
-    reads = RecentJobReads(seconds=0.05)
-    reads.put("job", "alice", b"{}", reads.generation("job"))
-    time.sleep(0.1)
-    assert reads.get("job", "alice") is None
-    never = RecentJobReads(seconds=0)
-    never.put("job", "alice", b"{}", never.generation("job"))
-    assert never.get("job", "alice") is None
+    async def scenario(seconds: float) -> list[bytes]:
+        reads, load = RecentJobReads(seconds=seconds), Loads()
+        first = await reads.read("job", "alice", load)
+        await asyncio.sleep(0.1)
+        return [first, await reads.read("job", "alice", load)]
+
+    assert asyncio.run(scenario(0.05)) == [b"1", b"2"]
+    assert asyncio.run(scenario(0)) == [b"1", b"2"]

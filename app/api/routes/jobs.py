@@ -4,7 +4,6 @@ import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import CeleryDep, OwnerDep, SessionDep
@@ -89,18 +88,14 @@ def list_all_jobs(
 async def read_job(job_id: str, request: Request, owner: OwnerDep) -> Response:
     """The job as of at most STATUS_CACHE_SECONDS ago (app/job_reads.py): the most polled route."""
     reads: RecentJobReads = request.app.state.job_reads
-    body = reads.get(job_id, owner)
-    if body is None:
-        generation = reads.generation(job_id)
 
-        def read() -> bytes:  # one worker thread does the whole read and the JSON
-            with request.app.state.session_factory() as session:
-                job = get_job(session=session, job_id=job_id, owner=owner)
-                public = to_public(job, position=queue_position(session=session, job=job))
-                return public.model_dump_json().encode()
+    def read() -> bytes:  # in a worker thread: the whole read and the JSON
+        with request.app.state.session_factory() as session:
+            job = get_job(session=session, job_id=job_id, owner=owner)
+            public = to_public(job, position=queue_position(session=session, job=job))
+            return public.model_dump_json().encode()
 
-        body = await run_in_threadpool(read)
-        reads.put(job_id, owner, body, generation)
+    body = await reads.read(job_id, owner, read)
     return Response(body, media_type="application/json")
 
 
