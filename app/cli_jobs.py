@@ -206,6 +206,22 @@ def logs(
                 )
 
 
+def samples(
+    job_id: JobArg, url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt = Output.text
+) -> None:
+    """A generative job's samples of its latest epoch (in the dataset's units); -o json prints every value."""
+    with remote():
+        drawn = client(url, token).job(job_id).samples()
+    if output is Output.json:
+        print_json(drawn)
+        return
+    out.print(
+        f"epoch {drawn['epoch']}: {len(drawn['samples'])} generated {drawn['kind']} of shape "
+        f"{tuple(drawn['shape'])}, beside {len(drawn['reference'])} real ones (-o json for the values)",
+        highlight=False,
+    )
+
+
 def cancel(
     job_id: JobArg, url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt = Output.text
 ) -> None:
@@ -295,6 +311,7 @@ def register(cli: typer.Typer) -> None:
     cli.command()(status)
     cli.command()(metrics)
     cli.command()(logs)
+    cli.command()(samples)
     cli.command()(cancel)
     cli.command()(download)
     datasets = typer.Typer(help="Upload and list datasets.", no_args_is_help=True)

@@ -139,6 +139,11 @@ def test_client_streams_events_waits_and_uploads(live_stack: LiveStack, tmp_path
         drawn = gan.samples()
         assert (drawn["epoch"], drawn["kind"], drawn["shape"]) == (2, "points", [2])
         assert len(drawn["samples"]) > 0 and all(len(point) == 2 for point in drawn["samples"])
+        printed = _nnforge(live_stack, "samples", gan.id, "-o", "json")
+        assert printed.returncode == 0, printed.stderr
+        assert json.loads(printed.stdout) == drawn
+        told = _nnforge(live_stack, "samples", gan.id)
+        assert f"epoch 2: {len(drawn['samples'])} generated points of shape (2,)" in told.stdout
 
         csv = tmp_path / "points.csv"
         csv.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
