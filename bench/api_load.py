@@ -118,7 +118,17 @@ def main(argv: list[str] | None = None) -> None:
         table(
             f"API under load while a job trains: wrk, {args.connections} connections, {args.seconds:g} s "
             "per run, each endpoint right after the bare one",
-            ["endpoint", "req/s", "p50 ms", "p99 ms", "bare req/s", "bare p99/p50", "vs bare", "p99/p50", "target"],
+            [
+                "endpoint",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "bare req/s",
+                "bare p99/p50",
+                "vs bare",
+                "p99/p50",
+                "target",
+            ],
             rows,
             machine(),
         )
