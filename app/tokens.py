@@ -69,9 +69,10 @@ class OwnerCache:
     def put(self, secret: str, owner: str) -> None:
         if self.seconds <= 0:
             return
+        key = hash_token(secret)
         with self.lock:
-            self.entries[hash_token(secret)] = (owner, time.monotonic() + self.seconds)
-            self.entries.move_to_end(hash_token(secret))
+            self.entries[key] = (owner, time.monotonic() + self.seconds)
+            self.entries.move_to_end(key)
             while len(self.entries) > self.size:
                 self.entries.popitem(last=False)
 

@@ -12,6 +12,16 @@ from typing import TypeVar
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+# The smallest GAN that trains: tests that need a generative job (samples, compile) add their `training`.
+TINY_GAN = {
+    "dataset": {"name": "gaussian-ring"},
+    "model": {
+        "arch": "gan",
+        "latent_dim": 4,
+        "generator": {"kind": "mlp", "hidden_sizes": [16]},
+        "discriminator": {"kind": "mlp", "hidden_sizes": [16]},
+    },
+}
 T = TypeVar("T")
 
 

@@ -2,6 +2,7 @@
 tolerance: compiled kernels may fuse and reorder), the same checkpoint keys."""
 
 import pytest
+from support import TINY_GAN
 from torch._dynamo.utils import counters
 
 from models.specs import parse_job_spec
@@ -9,15 +10,7 @@ from models.train import Hook, StepReport, fit
 
 CASES = {
     "mlp": {"dataset": {"name": "moons"}, "model": {"arch": "mlp", "hidden_sizes": [16]}},
-    "gan": {
-        "dataset": {"name": "gaussian-ring"},
-        "model": {
-            "arch": "gan",
-            "latent_dim": 4,
-            "generator": {"kind": "mlp", "hidden_sizes": [16]},
-            "discriminator": {"kind": "mlp", "hidden_sizes": [16]},
-        },
-    },
+    "gan": TINY_GAN,
 }
 
 

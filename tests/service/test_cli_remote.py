@@ -13,25 +13,13 @@ import torch
 import yaml
 from live_stack import LiveStack
 from safetensors.torch import load_file
-from support import ROOT, free_port, wait_for
+from support import ROOT, TINY_GAN, free_port, wait_for
 
 from app.client import Client, NnforgeError
 from models.checkpoint import load_model
 
 MOONS = {"dataset": {"name": "moons"}, "model": {"arch": "mlp", "hidden_sizes": [16]},
          "optimizer": {"name": "adam", "lr": 0.01}, "training": {"epochs": 5, "seed": 1}}
-
-
-GAN = {
-    "dataset": {"name": "gaussian-ring"},
-    "model": {
-        "arch": "gan",
-        "latent_dim": 4,
-        "generator": {"kind": "mlp", "hidden_sizes": [16]},
-        "discriminator": {"kind": "mlp", "hidden_sizes": [16]},
-    },
-    "training": {"epochs": 2},
-}
 
 
 def _env(stack: LiveStack) -> dict[str, str]:
@@ -134,7 +122,7 @@ def test_client_streams_events_waits_and_uploads(live_stack: LiveStack, tmp_path
             job.samples()
         assert refused.value.status == 404 and "generative" in refused.value.detail
 
-        gan = client.submit(GAN, name="sdk-gan").wait()
+        gan = client.submit(TINY_GAN | {"training": {"epochs": 2}}, name="sdk-gan").wait()
         assert gan.status == "succeeded"
         drawn = gan.samples()
         assert (drawn["epoch"], drawn["kind"], drawn["shape"]) == (2, "points", [2])
