@@ -26,7 +26,7 @@ test: install
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check app models workers tests bench
+	$(BIN)/ruff check app models workers nnforge tests bench
 	$(BIN)/mypy
 
 bench: install  ## every benchmark, under 10 minutes (needs PostgreSQL, Redis and wrk, as `make test` does)

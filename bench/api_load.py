@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import httpx2
 import sqlalchemy as sa
 
+from app.client.serve import api_command
 from app.db.base import utcnow
 from app.db.tables import Job, Metric
-from app.serve import api_command
 from bench.report import console, table, verdict
 from bench.stack import Child, Stack, free_port, insert_jobs, machine, service_stack, wait_for
 
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         bare_port = free_port()
         bare_settings = stack.settings.model_copy(update={"port": bare_port})
         command = [
-            c.replace("app.main:create_app", "bench.bare_app:create_app") for c in api_command(stack.settings)
+            c.replace("app.api.main:create_app", "bench.bare_app:create_app")
+            for c in api_command(stack.settings)
         ]
         command[command.index(str(stack.settings.port))] = str(bare_port)
         bare = Child(command, bare_settings, stack.folder / "bare.log")

@@ -16,8 +16,8 @@ from collections.abc import Callable
 import httpx2
 from sqlalchemy import func, select
 
+from app.api.jobs import encode_cursor
 from app.db.tables import Job
-from app.jobs import encode_cursor
 from bench.report import console, table
 from bench.stack import Stack, insert_jobs, machine, service_stack
 

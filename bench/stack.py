@@ -24,12 +24,12 @@ import httpx2
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.api.tokens import create_token
+from app.client.serve import api_command, worker_command
+from app.core.queue import ensure_broker_folders
+from app.core.settings import Settings
 from app.db.engine import make_engine, make_session_factory, transaction
 from app.db.migrate import upgrade_to_head
-from app.queue import ensure_broker_folders
-from app.serve import api_command, worker_command
-from app.settings import Settings
-from app.tokens import create_token
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_ADMIN_URL = os.environ.get(

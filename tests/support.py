@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from app.settings import Settings
+from app.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 # The smallest GAN that trains: tests that need a generative job (samples, compile) add their `training`.
@@ -44,7 +44,7 @@ class WorkerProcess:
     """A real `celery worker` process, as `nnforge serve` starts it."""
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
-        from app.serve import worker_command
+        from app.client.serve import worker_command
 
         self.log_path = log_path
         self.log = log_path.open("wb")

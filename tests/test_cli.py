@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _nnforge(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from app.cli import main; main()", *args],
+        [sys.executable, "-c", "from app.client.cli import main; main()", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from app.client_config import DEFAULT_URL, resolve_config
+from app.client.client_config import DEFAULT_URL, resolve_config
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.cli import cli
-from app.settings import Settings
+from app.client.cli import cli
+from app.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -22,7 +22,7 @@ def _check_command(command: list[str]) -> None:
     if command[:2] == ["python", "-m"]:
         module, args = command[2], command[3:]
         assert importlib.util.find_spec(module) is not None, module
-        if module == "app.cli":
+        if module == "app.client.cli":
             names = {c.name or c.callback.__name__ for c in cli.registered_commands}  # type: ignore[union-attr]
             assert args[0] in names, f"nnforge has no command {args[0]!r}"
     elif command[0] == "uvicorn":

@@ -31,7 +31,7 @@ def _modules_after_import(statement: str) -> set[str]:
 
 
 def test_specs_and_cli_import_without_torch() -> None:
-    loaded = _modules_after_import("import models.specs, models.uploads, models.templates, app.cli")
+    loaded = _modules_after_import("import models.specs, models.uploads, models.templates, app.client.cli")
     assert "torch" not in loaded
     assert "models.specs" in loaded
 
@@ -39,3 +39,27 @@ def test_specs_and_cli_import_without_torch() -> None:
 def test_models_package_loads_torch_only_on_use() -> None:
     assert "torch" not in _modules_after_import("import models")
     assert "torch" in _modules_after_import("import models; models.fit")
+
+
+def _modules_imported_under(folder: str) -> set[str]:
+    found: set[str] = set()
+    for path in (ROOT / folder).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+    return found
+
+
+def test_service_wings_never_import_the_client_side() -> None:
+    for wing in ("app/api", "app/core", "app/db", "workers"):
+        client_imports = {m for m in _modules_imported_under(wing) if m.startswith("app.client")}
+        assert client_imports == set(), f"{wing} imports {client_imports}"
+
+
+def test_nnforge_package_loads_its_names_on_use() -> None:
+    loaded = _modules_after_import("import nnforge")
+    assert "torch" not in loaded and "app.client.client" not in loaded
+    assert "app.client.client" in _modules_after_import("from nnforge import Client")
+    assert "torch" in _modules_after_import("from nnforge import load_model")

@@ -12,9 +12,9 @@ from typing import Any
 from celery import Celery, Task
 from celery.signals import worker_ready, worker_shutting_down
 
+from app.core.queue import RUN_JOB_TASK, make_celery
+from app.core.settings import get_settings
 from app.db.engine import make_engine, make_session_factory
-from app.queue import RUN_JOB_TASK, make_celery
-from app.settings import get_settings
 from workers.reconciler import Reconciler, ReconcilerThread
 from workers.supervisor import supervise, trainer_registry
 

@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core.request_id import ENV as REQUEST_ID_ENV
 from app.db.engine import transaction
 from app.db.job_logs import JobLog
-from app.request_id import ENV as REQUEST_ID_ENV
 
 FLUSH_SECONDS = 0.5
 MAX_BUFFERED = 10_000  # lines kept while the database is unreachable; older ones are dropped past this

@@ -12,11 +12,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core.queue import publish_job
+from app.core.settings import Settings
 from app.db.base import utcnow
 from app.db.engine import transaction
 from app.db.tables import Job
-from app.queue import publish_job
-from app.settings import Settings
 
 log = logging.getLogger("nnforge.reconciler")
 

@@ -19,11 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from app.core.queue import make_celery, publish_job
+from app.core.request_id import current as current_request_id
+from app.core.settings import Settings
 from app.db.engine import make_engine, make_session_factory
 from app.db.tables import Job
-from app.queue import make_celery, publish_job
-from app.request_id import current as current_request_id
-from app.settings import Settings
 from workers.job_store import JobStore
 
 log = logging.getLogger("nnforge.worker")

@@ -19,10 +19,10 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from app.core.queue import make_celery, publish_job
+from app.core.request_id import ENV as REQUEST_ID_ENV
+from app.core.settings import get_settings
 from app.db.engine import make_engine, make_session_factory
-from app.queue import make_celery, publish_job
-from app.request_id import ENV as REQUEST_ID_ENV
-from app.settings import get_settings
 from workers.job_log import job_log
 from workers.job_store import JobStore
 from workers.runner import StopSignals, run_claimed

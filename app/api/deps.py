@@ -10,8 +10,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from app.settings import Settings
-from app.tokens import OwnerCache, owner_of
+from app.api.tokens import OwnerCache, owner_of
+from app.core.settings import Settings
 
 LOCAL_OWNER = "local"  # the owner of everything when auth is off (loopback only)
 bearer = HTTPBearer(auto_error=False, description="an API token: `nnforge token create`")

@@ -12,8 +12,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from app.api.deps import RateLimited, Unauthorized
-from app.idempotency import IdempotencyInFlight
-from app.jobs import JobConflict, JobNotFound, TooManyJobs
+from app.api.idempotency import IdempotencyInFlight
+from app.api.jobs import JobConflict, JobNotFound, TooManyJobs
 from models.errors import SpecError
 from models.specs import dotted_path, issue_reason
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from services import PrivatePostgres, PrivateRedis
 
+from app.core.settings import Settings
 from app.db.migrate import upgrade_to_head
-from app.settings import Settings
 
 
 def _needs(binary: str) -> None:

@@ -6,12 +6,12 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.api.jobs import create_job
+from app.api.schemas import JobCreate
+from app.core.queue import make_celery, publish_job
+from app.core.settings import Settings
 from app.db.engine import make_engine, make_session_factory
 from app.db.tables import Checkpoint, Job, Metric
-from app.jobs import create_job
-from app.queue import make_celery, publish_job
-from app.schemas import JobCreate
-from app.settings import Settings
 
 
 def session_factory(settings: Settings) -> sessionmaker[Session]:

@@ -7,8 +7,8 @@ from services import PrivateRedis
 from sqlalchemy import select
 from support import WorkerProcess, wait_for
 
+from app.core.settings import Settings
 from app.db.tables import Job
-from app.settings import Settings
 
 LONG = {
     "dataset": {"name": "digits"},

@@ -8,8 +8,8 @@ from jobs import job_row, session_factory, steps_of, submit
 from services import PrivatePostgres
 from support import WorkerProcess, wait_for
 
-from app.main import create_app
-from app.settings import Settings
+from app.api.main import create_app
+from app.core.settings import Settings
 
 SPEC = {
     "dataset": {"name": "digits"},

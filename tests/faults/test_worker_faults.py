@@ -8,7 +8,7 @@ import torch
 from jobs import job_row, latest_checkpoint_bytes, session_factory, steps_of, submit, trainer_pids
 from support import WorkerProcess, wait_for
 
-from app.settings import Settings
+from app.core.settings import Settings
 from models.checkpoint import read_checkpoint
 from models.specs import parse_job_spec
 from models.train import fit

@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 # The live_stack fixture (an API server and a worker) is shared by the client, CLI and browser tests.
 from live_stack import live_stack  # noqa: F401
 
+from app.api.main import create_app
+from app.api.tokens import create_token
+from app.core.settings import Settings
 from app.db.engine import make_engine, make_session_factory, transaction
 from app.db.migrate import upgrade_to_head
-from app.main import create_app
-from app.settings import Settings
-from app.tokens import create_token
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "NNFORGE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

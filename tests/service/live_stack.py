@@ -13,7 +13,7 @@ import httpx2
 import pytest
 from support import ROOT, WorkerProcess, free_port, service_env, wait_for
 
-from app.settings import Settings
+from app.core.settings import Settings
 
 LIVE_REDIS_DB = 13
 
@@ -27,8 +27,9 @@ class LiveStack:
     api_log: Path
 
     def logs(self) -> str:
-        return (self.api_log.read_text()[-3000:] + "\n--- worker ---\n"
-                + self.worker.log_path.read_text()[-3000:])
+        return (
+            self.api_log.read_text()[-3000:] + "\n--- worker ---\n" + self.worker.log_path.read_text()[-3000:]
+        )
 
 
 @pytest.fixture(scope="session")
@@ -36,15 +37,34 @@ def live_stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
     from conftest import new_token, redis_database
 
     folder = tmp_path_factory.mktemp("live")
-    settings = Settings(database_url=postgres_url, redis_url=redis_database(LIVE_REDIS_DB),
-                        nnforge_home=folder / "home", heartbeat_seconds=0.2)
+    settings = Settings(
+        database_url=postgres_url,
+        redis_url=redis_database(LIVE_REDIS_DB),
+        nnforge_home=folder / "home",
+        heartbeat_seconds=0.2,
+    )
     worker = WorkerProcess(settings, folder / "worker.log")
     port = free_port()
     api_log = folder / "api.log"
     with api_log.open("wb") as log:
-        api = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host",
-                                "127.0.0.1", "--port", str(port)], cwd=ROOT, env=service_env(settings),
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        api = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.api.main:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            env=service_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:

@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
+from app.api.main import create_app
+from app.core.settings import Settings
 from app.db.base import utcnow
 from app.db.tables import Metric
-from app.main import create_app
-from app.settings import Settings
 
 MOONS = {
     "dataset": {"name": "moons"},
@@ -216,7 +216,7 @@ def test_readyz_and_reads_answer_503_quickly_when_dependencies_are_down(tmp_path
 
 def test_app_starts_without_importing_torch(api_settings: Settings) -> None:
     code = (
-        "import sys; from app.main import create_app; from app.settings import Settings; "
+        "import sys; from app.api.main import create_app; from app.core.settings import Settings; "
         f"create_app(Settings(nnforge_home={str(api_settings.nnforge_home)!r})); "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )

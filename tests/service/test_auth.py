@@ -11,8 +11,8 @@ from conftest import new_token
 from fastapi.testclient import TestClient
 from support import ROOT
 
-from app.main import create_app
-from app.settings import Settings
+from app.api.main import create_app
+from app.core.settings import Settings
 
 SPEC = {
     "dataset": {"name": "moons"},
@@ -98,7 +98,7 @@ def test_revoked_token_gets_401_within_the_token_cache_time(
         "PYTHONPATH": str(ROOT),
     }
     created = subprocess.run(
-        [sys.executable, "-m", "app.cli", "token", "create", "--owner", "carol"],
+        [sys.executable, "-m", "app.client.cli", "token", "create", "--owner", "carol"],
         env=env,
         capture_output=True,
         text=True,
@@ -111,7 +111,7 @@ def test_revoked_token_gets_401_within_the_token_cache_time(
         last_accepted = time.monotonic()
         assert client.get("/v1/jobs", headers=headers).status_code == 200
         subprocess.run(
-            [sys.executable, "-m", "app.cli", "token", "revoke", token_id],
+            [sys.executable, "-m", "app.client.cli", "token", "revoke", token_id],
             env=env,
             check=True,
             capture_output=True,
@@ -134,7 +134,7 @@ def test_request_rate_over_the_limit_gets_429_with_retry_after(app_settings: Set
 
 
 def test_serve_refuses_to_listen_beyond_loopback_with_auth_off(app_settings: Settings) -> None:
-    from app.serve import prepare
+    from app.client.serve import prepare
 
     with pytest.raises(SystemExit, match="AUTH off"):
         prepare(app_settings.model_copy(update={"auth": False, "host": "0.0.0.0"}))

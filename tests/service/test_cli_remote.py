@@ -15,21 +15,37 @@ from live_stack import LiveStack
 from safetensors.torch import load_file
 from support import ROOT, TINY_GAN, free_port, wait_for
 
-from app.client import Client, NnforgeError
+from app.client.client import Client, NnforgeError
 from models.checkpoint import load_model
 
-MOONS = {"dataset": {"name": "moons"}, "model": {"arch": "mlp", "hidden_sizes": [16]},
-         "optimizer": {"name": "adam", "lr": 0.01}, "training": {"epochs": 5, "seed": 1}}
+MOONS = {
+    "dataset": {"name": "moons"},
+    "model": {"arch": "mlp", "hidden_sizes": [16]},
+    "optimizer": {"name": "adam", "lr": 0.01},
+    "training": {"epochs": 5, "seed": 1},
+}
 
 
 def _env(stack: LiveStack) -> dict[str, str]:
-    return {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "NNFORGE_URL": stack.url,
-            "NNFORGE_TOKEN": stack.token, "HOME": "/nonexistent", "COLUMNS": "200"}
+    return {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(ROOT),
+        "NNFORGE_URL": stack.url,
+        "NNFORGE_TOKEN": stack.token,
+        "HOME": "/nonexistent",
+        "COLUMNS": "200",
+    }
 
 
 def _nnforge(stack: LiveStack, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from app.cli import main; main()", *args], cwd=cwd,
-                          env=_env(stack), capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-c", "from app.client.cli import main; main()", *args],
+        cwd=cwd,
+        env=_env(stack),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 def _spec_file(folder: Path, spec: dict, name: str = "job.yaml") -> Path:
@@ -38,8 +54,9 @@ def _spec_file(folder: Path, spec: dict, name: str = "job.yaml") -> Path:
     return path
 
 
-def test_submit_follows_to_success_then_status_metrics_logs_and_downloads(live_stack: LiveStack,
-                                                                        tmp_path: Path) -> None:
+def test_submit_follows_to_success_then_status_metrics_logs_and_downloads(
+    live_stack: LiveStack, tmp_path: Path
+) -> None:
     spec_file = _spec_file(tmp_path, MOONS)
     run = _nnforge(live_stack, "submit", str(spec_file), "--set", "training.epochs=3", "--name", "cli-run")
     assert run.returncode == 0, run.stderr + live_stack.logs()
@@ -67,8 +84,9 @@ def test_submit_follows_to_success_then_status_metrics_logs_and_downloads(live_s
     assert torch.equal(tensors["model.layers.0.weight"], model.network.layers[0].weight)
 
     ort = pytest.importorskip("onnxruntime", reason="the optional extra nnforge[onnx]")
-    onnx = _nnforge(live_stack, "download", job_id, str(tmp_path / "m.onnx"), "--format", "onnx",
-                    "--checkpoint", "latest")
+    onnx = _nnforge(
+        live_stack, "download", job_id, str(tmp_path / "m.onnx"), "--format", "onnx", "--checkpoint", "latest"
+    )
     assert onnx.returncode == 0, onnx.stderr
     points = torch.randn(5, 2)
     (logits,) = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"input": points.numpy()})
@@ -78,8 +96,9 @@ def test_submit_follows_to_success_then_status_metrics_logs_and_downloads(live_s
 
 def test_submit_points_spec_errors_at_the_yaml_line(live_stack: LiveStack, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("dataset: {name: moons}\nmodel:\n  arch: mlp\n  hidden_sizes: [0]\n"
-                   "training: {batch_size: 99999}\n")
+    bad.write_text(
+        "dataset: {name: moons}\nmodel:\n  arch: mlp\n  hidden_sizes: [0]\ntraining: {batch_size: 99999}\n"
+    )
     run = _nnforge(live_stack, "submit", str(bad))
     assert run.returncode == 2
     assert f"{bad}:4:18: model.hidden_sizes.0" in run.stderr
@@ -93,9 +112,14 @@ def test_submit_points_spec_errors_at_the_yaml_line(live_stack: LiveStack, tmp_p
 
 def test_submit_exits_non_zero_when_its_job_is_cancelled(live_stack: LiveStack, tmp_path: Path) -> None:
     long = _spec_file(tmp_path, {**MOONS, "training": {"epochs": 500, "batch_size": 8}})
-    follower = subprocess.Popen([sys.executable, "-c", "from app.cli import main; main()", "submit",
-                                 str(long)], cwd=ROOT, env=_env(live_stack), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+    follower = subprocess.Popen(
+        [sys.executable, "-c", "from app.client.cli import main; main()", "submit", str(long)],
+        cwd=ROOT,
+        env=_env(live_stack),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = follower.stderr.readline()
         job_id = re.search(r"submitted job (\S+)", first).group(1)

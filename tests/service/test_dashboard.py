@@ -12,7 +12,7 @@ import torch
 from live_stack import LiveStack
 from support import ROOT, wait_for
 
-from app.client import Client
+from app.client.client import Client
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = [

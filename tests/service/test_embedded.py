@@ -17,7 +17,7 @@ def test_serve_runs_a_job_on_sqlite_and_the_filesystem_broker(tmp_path: Path) ->
     env |= {"NNFORGE_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT), "HEARTBEAT_SECONDS": "0.2"}
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen(
-        [sys.executable, "-c", "from app.cli import main; main()", "serve", "--port", str(port)],
+        [sys.executable, "-c", "from app.client.cli import main; main()", "serve", "--port", str(port)],
         cwd=tmp_path,
         env=env,
         stdout=log,

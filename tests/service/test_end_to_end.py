@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from support import WorkerProcess, wait_for
 
+from app.api.main import create_app
+from app.core.settings import Settings
 from app.db.engine import make_engine
 from app.db.tables import Job
-from app.main import create_app
-from app.settings import Settings
 from models.checkpoint import load_model
 from models.datasets import builtin_dataset
 from models.splits import split_indices

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.settings import Settings
+from app.core.settings import Settings
 from models import limits
 
 SPEC = {
@@ -101,7 +101,7 @@ def test_specs_over_limits_or_of_wrong_types_are_422(client: TestClient, path: s
 def test_an_owner_over_the_queued_limit_gets_429(api_settings: Settings) -> None:
     from conftest import new_token
 
-    from app.main import create_app
+    from app.api.main import create_app
 
     limited = api_settings.model_copy(update={"max_queued_jobs_per_owner": 2})
     with TestClient(create_app(limited)) as api:

@@ -7,9 +7,9 @@ from conftest import new_token
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from app.api.main import create_app
+from app.core.settings import Settings
 from app.db.tables import Job
-from app.main import create_app
-from app.settings import Settings
 
 SPEC = {
     "dataset": {"name": "moons"},

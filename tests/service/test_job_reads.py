@@ -10,11 +10,11 @@ from conftest import new_token
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from app.api.job_reads import REFRESH_AT, RecentJobReads
+from app.api.main import create_app
+from app.core.settings import Settings
 from app.db.engine import make_engine, make_session_factory, transaction
 from app.db.tables import Job
-from app.job_reads import REFRESH_AT, RecentJobReads
-from app.main import create_app
-from app.settings import Settings
 
 SPEC = {"dataset": {"name": "moons"}, "model": {"arch": "mlp", "hidden_sizes": [4]}}
 CACHE_SECONDS = 1.0

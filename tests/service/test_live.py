@@ -12,15 +12,18 @@ from conftest import new_token
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, update
 
+from app.api.job_events import StreamTiming
+from app.api.main import create_app
+from app.core.settings import Settings
 from app.db.base import utcnow
 from app.db.tables import Job, Metric
-from app.job_events import StreamTiming
-from app.main import create_app
-from app.settings import Settings
 from workers.job_log import JobLogHandler, job_log
 
-MOONS = {"dataset": {"name": "moons"}, "model": {"arch": "mlp", "hidden_sizes": [4]},
-         "training": {"epochs": 3}}
+MOONS = {
+    "dataset": {"name": "moons"},
+    "model": {"arch": "mlp", "hidden_sizes": [4]},
+    "training": {"epochs": 3},
+}
 
 
 def _events(lines: Iterator[str]) -> Iterator[dict]:
@@ -50,8 +53,13 @@ def _submit(client: TestClient) -> str:
 
 def _write_metrics(client: TestClient, job_id: str, steps: range) -> None:
     with client.app.state.session_factory() as session:  # type: ignore[attr-defined]
-        session.execute(insert(Metric), [{"job_id": job_id, "name": "loss", "step": s, "epoch": 1,
-                                         "value": 1.0 / s, "time": utcnow()} for s in steps])
+        session.execute(
+            insert(Metric),
+            [
+                {"job_id": job_id, "name": "loss", "step": s, "epoch": 1, "value": 1.0 / s, "time": utcnow()}
+                for s in steps
+            ],
+        )
         session.commit()
 
 
@@ -156,8 +164,9 @@ def test_job_log_handler_stores_lines_warnings_and_tracebacks_served_in_order(li
     assert live.get(f"/v1/jobs/{job_id}/logs", params={"after": -1}).status_code == 422
 
 
-def test_job_log_handler_keeps_lines_while_the_database_is_down(live: TestClient,
-                                                                 api_settings: Settings) -> None:
+def test_job_log_handler_keeps_lines_while_the_database_is_down(
+    live: TestClient, api_settings: Settings
+) -> None:
     from sqlalchemy.orm import sessionmaker
     from support import free_port
 

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
+from app.api.metrics_series import _downsampled_from_blocks, read_series
 from app.db.base import utcnow
 from app.db.engine import make_engine, make_session_factory
 from app.db.tables import METRIC_BLOCK_STEPS, Job, Metric, MetricBlock
-from app.metrics_series import _downsampled_from_blocks, read_series
 
 
 @pytest.fixture

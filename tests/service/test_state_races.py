@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlalchemy import update
 
+from app.api.jobs import JobConflict, create_job, request_cancel
+from app.api.schemas import JobCreate
+from app.core.queue import make_celery
+from app.core.settings import Settings
 from app.db.base import utcnow
 from app.db.engine import make_engine, make_session_factory
 from app.db.tables import Job
-from app.jobs import JobConflict, create_job, request_cancel
-from app.queue import make_celery
-from app.schemas import JobCreate
-from app.settings import Settings
 from workers.job_store import JobStore, LeaseLost
 from workers.reconciler import Reconciler
 

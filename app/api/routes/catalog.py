@@ -5,9 +5,9 @@ from typing import Any, get_args
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
+from app.api.datasets import builtins_public
 from app.api.deps import get_owner
-from app.datasets import builtins_public
-from app.schemas import Catalog, JobCreate
+from app.api.schemas import Catalog, JobCreate
 from models import limits
 from models.specs import CNNSpec, GANSpec, MLPSpec, OptimizerSpec, RNNSpec
 from models.templates import TEMPLATES

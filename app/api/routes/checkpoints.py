@@ -4,12 +4,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
+from app.api.checkpoints import find_checkpoint, list_checkpoints, verified_bytes
 from app.api.deps import OwnerDep, SessionDep
+from app.api.exports import ExportUnavailable, Format, convert
+from app.api.jobs import get_job
 from app.api.problems import NotFound, problem
-from app.checkpoints import find_checkpoint, list_checkpoints, verified_bytes
-from app.exports import ExportUnavailable, Format, convert
-from app.jobs import get_job
-from app.schemas import CheckpointPublic
+from app.api.schemas import CheckpointPublic
 
 router = APIRouter(prefix="/v1/jobs", tags=["checkpoints"])
 

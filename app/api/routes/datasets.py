@@ -5,12 +5,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Header, Request, UploadFile, status
 from fastapi.responses import JSONResponse
 
+from app.api.datasets import builtin_public, builtins_public, list_uploads, store_upload, upload_public
 from app.api.deps import OwnerDep, SessionDep
+from app.api.idempotency import request_hash, run_once
 from app.api.problems import NotFound, PayloadTooLarge
-from app.datasets import builtin_public, builtins_public, list_uploads, store_upload, upload_public
+from app.api.schemas import DatasetPublic, DatasetsPublic
 from app.db.tables import Dataset
-from app.idempotency import request_hash, run_once
-from app.schemas import DatasetPublic, DatasetsPublic
 from models.dataset_info import BUILTIN_DATASETS
 from models.limits import MAX_UPLOAD_BYTES
 

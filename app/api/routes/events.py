@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app.api.deps import OwnerDep, SessionDep
-from app.job_events import Snapshot, StreamTiming, job_events, read_snapshot
-from app.jobs import get_job
+from app.api.job_events import Snapshot, StreamTiming, job_events, read_snapshot
+from app.api.jobs import get_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["events"])
 

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import CeleryDep, OwnerDep, SessionDep
-from app.idempotency import request_hash, run_once
-from app.job_reads import RecentJobReads
-from app.jobs import (
+from app.api.idempotency import request_hash, run_once
+from app.api.job_reads import RecentJobReads
+from app.api.jobs import (
     MAX_PAGE_SIZE,
     create_job,
     get_job,
@@ -18,8 +18,8 @@ from app.jobs import (
     request_cancel,
     to_public,
 )
-from app.queue import publish_job
-from app.schemas import JobCreate, JobPublic, JobsPublic
+from app.api.schemas import JobCreate, JobPublic, JobsPublic
+from app.core.queue import publish_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger("nnforge.api")

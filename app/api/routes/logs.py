@@ -5,9 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import OwnerDep, SessionDep
-from app.job_log_reads import read_log_lines
-from app.jobs import get_job
-from app.live_schemas import LogsPublic
+from app.api.job_log_reads import read_log_lines
+from app.api.jobs import get_job
+from app.api.live_schemas import LogsPublic
 
 router = APIRouter(prefix="/v1/jobs", tags=["logs"])
 MAX_LINES = 5000

@@ -5,9 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import OwnerDep, SessionDep
-from app.jobs import get_job
-from app.metrics_series import downsampled_reads, read_series
-from app.schemas import MetricsPublic
+from app.api.jobs import get_job
+from app.api.metrics_series import downsampled_reads, read_series
+from app.api.schemas import MetricsPublic
 
 router = APIRouter(prefix="/v1/jobs", tags=["metrics"])
 

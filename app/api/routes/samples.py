@@ -5,9 +5,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.api.deps import OwnerDep, SessionDep
+from app.api.jobs import get_job
 from app.api.problems import problem
-from app.jobs import get_job
-from app.schemas import SamplesPublic
+from app.api.schemas import SamplesPublic
 
 router = APIRouter(prefix="/v1/jobs", tags=["samples"])
 

@@ -4,6 +4,7 @@ import gc
 
 from fastapi import FastAPI
 
+from app.api.job_reads import RecentJobReads
 from app.api.problems import install_problem_handlers, problem_responses
 from app.api.routes import (
     catalog,
@@ -17,15 +18,14 @@ from app.api.routes import (
     metrics,
     samples,
 )
-from app.body_limit import BodyLimitMiddleware
+from app.api.tokens import OwnerCache
+from app.core.body_limit import BodyLimitMiddleware
+from app.core.observability import install_metrics
+from app.core.queue import ensure_broker_folders, make_celery
+from app.core.rate_limit import RateLimiter
+from app.core.request_id import RequestIdMiddleware, configure_logging
+from app.core.settings import Settings, get_settings
 from app.db.engine import make_engine, make_session_factory
-from app.job_reads import RecentJobReads
-from app.observability import install_metrics
-from app.queue import ensure_broker_folders, make_celery
-from app.rate_limit import RateLimiter
-from app.request_id import RequestIdMiddleware, configure_logging
-from app.settings import Settings, get_settings
-from app.tokens import OwnerCache
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

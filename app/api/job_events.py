@@ -16,10 +16,10 @@ from fastapi.sse import ServerSentEvent
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.api.jobs import to_public
+from app.api.live_schemas import EndEvent, MetricEventPoint, MetricsEvent, ProgressEvent
+from app.api.schemas import JobPublic
 from app.db.tables import TERMINAL_STATUSES, Job, Metric
-from app.jobs import to_public
-from app.live_schemas import EndEvent, MetricEventPoint, MetricsEvent, ProgressEvent
-from app.schemas import JobPublic
 
 BATCH_ROWS = 1000  # metric rows per `metrics` event
 RETRY_MS = 2000  # how long a browser waits before it reconnects

@@ -12,7 +12,7 @@ import httpx2
 import typer
 from rich.console import Console
 
-from app.cli_render import (
+from app.client.cli_render import (
     jobs_table,
     metrics_table,
     print_issues,
@@ -20,7 +20,7 @@ from app.cli_render import (
     print_json_line,
     print_status,
 )
-from app.client import Client, NnforgeError
+from app.client.client import Client, NnforgeError
 
 console = Console(stderr=True)
 out = Console()
@@ -71,7 +71,7 @@ def client(url: str | None, token: str | None) -> Client:
 
 def read_spec(spec_file: Path, overrides: list[str]) -> dict[str, Any]:
     """The spec as the YAML file and --set say, validated here first so errors point into the file."""
-    from app.spec_files import apply_overrides, read_spec_file
+    from app.client.spec_files import apply_overrides, read_spec_file
     from models.errors import SpecError
     from models.specs import parse_job_spec
 
@@ -100,7 +100,7 @@ def submit(
 ) -> None:
     """Submit a job and follow it (a progress bar and a line per epoch) until it ends; the exit code is 0
     only when it succeeds."""
-    from app.cli_follow import Follower
+    from app.client.cli_follow import Follower
 
     spec = read_spec(spec_file, set_ or [])
     with remote(spec_file):

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_, union
 from sqlalchemy.orm import Session
 
+from app.api.schemas import MetricPoint
 from app.db.tables import Job, Metric, MetricBlock
-from app.schemas import MetricPoint
 
 Series = tuple[dict[str, list[MetricPoint]], bool]
 CACHED_READS = 256

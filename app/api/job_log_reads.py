@@ -3,8 +3,8 @@
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.api.live_schemas import LogLine
 from app.db.job_logs import JobLog
-from app.live_schemas import LogLine
 
 
 def read_log_lines(*, session: Session, job_id: str, after: int, limit: int) -> list[LogLine]:

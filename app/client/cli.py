@@ -9,8 +9,8 @@ import typer
 import yaml
 from rich.console import Console
 
-from app import cli_jobs
-from app.spec_files import apply_overrides, read_spec_file
+from app.client import cli_jobs
+from app.client.spec_files import apply_overrides, read_spec_file
 from models.errors import SpecError
 from models.specs import parse_job_spec
 from models.templates import TEMPLATES
@@ -47,7 +47,7 @@ def train(
         _fail(error)
     import torch
 
-    from app.progress import RichProgressHook
+    from app.client.progress import RichProgressHook
     from models.train import fit
 
     torch.set_num_threads(threads)
@@ -88,8 +88,8 @@ def serve(
 ) -> None:
     """Run the API and one worker: SQLite and a filesystem broker under NNFORGE_HOME unless DATABASE_URL and
     REDIS_URL say otherwise. Migrates the database first; Ctrl-C stops everything."""
-    from app.serve import serve as run_service
-    from app.settings import Settings
+    from app.client.serve import serve as run_service
+    from app.core.settings import Settings
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     raise typer.Exit(code=run_service(Settings(**overrides), with_worker=worker))  # type: ignore[arg-type]
@@ -98,9 +98,9 @@ def serve(
 @cli.command()
 def worker() -> None:
     """Run one Celery worker (queues by WORKER_DEVICE: cpu, gpu, or auto-detected)."""
-    from app.queue import ensure_broker_folders
-    from app.serve import worker_command
-    from app.settings import get_settings
+    from app.client.serve import worker_command
+    from app.core.queue import ensure_broker_folders
+    from app.core.settings import get_settings
 
     settings = get_settings()
     ensure_broker_folders(settings)
@@ -111,8 +111,8 @@ def worker() -> None:
 @cli.command()
 def migrate() -> None:
     """Apply the database migrations (`serve` does this itself)."""
+    from app.core.settings import get_settings
     from app.db.migrate import upgrade_to_head
-    from app.settings import get_settings
 
     upgrade_to_head(get_settings().resolved_database_url)
 
@@ -122,8 +122,8 @@ cli.add_typer(token_cli, name="token")
 
 
 def _token_session():  # type: ignore[no-untyped-def]
+    from app.core.settings import get_settings
     from app.db.engine import make_engine, make_session_factory, transaction
-    from app.settings import get_settings
 
     return transaction(make_session_factory(make_engine(get_settings().resolved_database_url)))
 
@@ -134,7 +134,7 @@ def token_create(
     name: Annotated[str | None, typer.Option(help="a note to recognise it by")] = None,
 ) -> None:
     """Create a token and print it once: it is stored hashed and cannot be shown again."""
-    from app.tokens import create_token
+    from app.api.tokens import create_token
 
     with _token_session() as session:
         token = create_token(session=session, owner=owner, name=name)
@@ -145,7 +145,7 @@ def token_create(
 @token_cli.command("revoke")
 def token_revoke(token_id: Annotated[str, typer.Argument(help="the id printed by `token create`")]) -> None:
     """Revoke a token: requests with it get 401 from now on."""
-    from app.tokens import revoke_token
+    from app.api.tokens import revoke_token
 
     with _token_session() as session:
         revoked = revoke_token(session=session, token_id=token_id)
@@ -158,7 +158,7 @@ def token_revoke(token_id: Annotated[str, typer.Argument(help="the id printed by
 @token_cli.command("list")
 def token_list() -> None:
     """Token ids, owners and states (never the tokens themselves)."""
-    from app.tokens import list_tokens
+    from app.api.tokens import list_tokens
 
     with _token_session() as session:
         for row in list_tokens(session=session):

@@ -1,6 +1,6 @@
 """A small Python client for the nnforge API (what the CLI uses):
 
-from app.client import Client
+from nnforge import Client
 client = Client()                       # URL and token: arguments, env, config file or `nnforge serve`
 job = client.submit({"dataset": {"name": "digits"}, "model": {"arch": "cnn"}})
 for event in job.stream():              # status, progress, metrics, end (server-sent events)
@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import httpx2
 
-from app.client_config import resolve_config
-from app.sse_parse import Event, parse_events
+from app.client.client_config import resolve_config
+from app.client.sse_parse import Event, parse_events
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 Format = Literal["pt", "safetensors", "onnx"]

@@ -5,8 +5,8 @@ from typing import Any
 
 from celery import Celery
 
-from app.request_id import connect_celery_signals
-from app.settings import Settings
+from app.core.request_id import connect_celery_signals
+from app.core.settings import Settings
 
 RUN_JOB_TASK = "nnforge.run_job"
 QUEUE_FOR_DEVICE = {"cpu": "cpu", "cuda": "gpu", "auto": "any"}  # `any`: whichever worker is free

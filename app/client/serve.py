@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from app.api.tokens import create_token
+from app.core.queue import QUEUES_FOR_WORKER, ensure_broker_folders
+from app.core.settings import Settings
 from app.db.engine import make_engine, make_session_factory, transaction
 from app.db.migrate import upgrade_to_head
-from app.queue import QUEUES_FOR_WORKER, ensure_broker_folders
-from app.settings import Settings
-from app.tokens import create_token
 
 POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 15
@@ -58,7 +58,7 @@ def api_command(settings: Settings) -> list[str]:
         sys.executable,
         "-m",
         "uvicorn",
-        "app.main:create_app",
+        "app.api.main:create_app",
         "--factory",
         "--host",
         settings.host,

@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from app.schemas import JobStatus, Progress
+from app.api.schemas import JobStatus, Progress
 
 
 class MetricEventPoint(BaseModel):

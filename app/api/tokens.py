@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.core.single_flight import SingleFlight
 from app.db.base import utcnow
 from app.db.tables import ApiToken
-from app.single_flight import SingleFlight
 
 PREFIX = "nnf_"
 

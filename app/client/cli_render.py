@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from app.spec_locate import locate
+from app.client.spec_locate import locate
 
 STATUS_STYLE = {
     "queued": "yellow",

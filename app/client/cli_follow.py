@@ -6,8 +6,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from app.cli_render import STATUS_STYLE
-from app.client import TERMINAL, Job
+from app.client.cli_render import STATUS_STYLE
+from app.client.client import TERMINAL, Job
 
 EPOCH_PREFIXES = ("train_", "val_", "test_")
 

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
 
-from app.single_flight import SingleFlight
+from app.core.single_flight import SingleFlight
 
 REFRESH_AT = 0.9  # of an answer's life: late, so a polled job costs about one read per STATUS_CACHE_SECONDS
 

@@ -12,11 +12,11 @@ from typing import cast
 from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from app.api.schemas import JobCreate, JobError, JobPublic, JobStatus, Progress
+from app.core.queue import QUEUE_FOR_DEVICE
+from app.core.settings import Settings
 from app.db.base import utcnow
 from app.db.tables import TERMINAL_STATUSES, Dataset, Job
-from app.queue import QUEUE_FOR_DEVICE
-from app.schemas import JobCreate, JobError, JobPublic, JobStatus, Progress
-from app.settings import Settings
 from models.dataset_info import BUILTIN_DATASETS, DatasetInfo
 from models.errors import SpecError
 from models.specs import JobSpec

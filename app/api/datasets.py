@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.api.schemas import DatasetPublic
 from app.db.base import utcnow
 from app.db.tables import Dataset
-from app.schemas import DatasetPublic
 from models.dataset_info import BUILTIN_DATASETS, DatasetInfo
 from models.errors import SpecError
 from models.uploads import read_dataset_file

@@ -1,0 +1,1 @@
+"""The client side: the Python client and the `nnforge` command line. The service never imports it."""

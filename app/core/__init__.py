@@ -1,0 +1,1 @@
+"""The service's infrastructure: settings, the queue client, request ids, limits, observability."""
