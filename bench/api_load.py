@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from app.client.serve import api_command
 from app.db.base import utcnow
+from app.db.job_state import JobStatus
 from app.db.tables import Job, Metric
 from bench.report import console, table, verdict
 from bench.stack import Child, Stack, free_port, insert_jobs, machine, service_stack, wait_for
@@ -155,7 +156,7 @@ def _measure(
     series_job = metrics_job(stack, client, args.points)
     training = client.post("/v1/jobs", json=TRAINING_JOB | {"name": "training"}).json()["id"]
     wait_for(
-        lambda: client.get(f"/v1/jobs/{training}").json()["status"] == "running",
+        lambda: client.get(f"/v1/jobs/{training}").json()["status"] == JobStatus.RUNNING,
         timeout=120,
         interval=0.2,
         what="the training job",
@@ -196,7 +197,7 @@ def _measure(
             ]
         )
     with stack.factory() as session:  # the job trained all along
-        assert session.get_one(Job, training).status == "running"
+        assert session.get_one(Job, training).status == JobStatus.RUNNING
     client.post(f"/v1/jobs/{training}/cancel")
     return rows, single[0], statistics.median(single[1:])
 

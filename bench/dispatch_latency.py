@@ -15,6 +15,7 @@ import time
 import httpx2
 from sqlalchemy import select
 
+from app.db.job_state import TERMINAL, JobStatus
 from app.db.tables import Job
 from bench.report import console, percentile, table
 from bench.stack import Stack, machine, service_stack, wait_for, wait_idle
@@ -39,10 +40,10 @@ def one_job(stack: Stack, client: httpx2.Client) -> tuple[float, float]:
     def ended() -> Job | None:
         with stack.factory() as session:
             job = session.get_one(Job, job_id)
-            return job if job.status in ("succeeded", "failed", "cancelled") else None
+            return job if job.status in TERMINAL else None
 
     job = wait_for(ended, timeout=120, interval=0.05, what=f"job {job_id}")
-    assert job.started_at is not None and job.status == "succeeded", job.error_message
+    assert job.started_at is not None and job.status == JobStatus.SUCCEEDED, job.error_message
     return accepted - posted, job.started_at.timestamp() - posted
 
 

@@ -33,6 +33,7 @@ from sqlalchemy import select
 from torch import Tensor
 
 from app.db.job_logs import JobLog
+from app.db.job_state import TERMINAL, JobStatus
 from app.db.tables import Job
 from bench.report import console, percentile, ratio_cell, table, verdict
 from bench.stack import Stack, machine, service_stack, wait_for, wait_idle
@@ -91,12 +92,12 @@ def run_job(stack: Stack, client: httpx2.Client, spec: JobSpec, *, timeout: floa
     def finished() -> str | None:
         with stack.factory() as session:
             status = session.scalar(select(Job.status).where(Job.id == job_id))
-        return status if status in ("succeeded", "failed", "cancelled") else None
+        return status if status in TERMINAL else None
 
     status = wait_for(finished, timeout=timeout, interval=0.1, what=f"job {job_id}")
     with stack.factory() as session:
         job = session.get_one(Job, job_id)
-    if status != "succeeded":
+    if status != JobStatus.SUCCEEDED:
         raise RuntimeError(f"job {job_id} {status}: {job.error_message}")
 
     def epoch_ends() -> dict[int, float] | None:  # the log's last lines land just after the status

@@ -29,6 +29,7 @@ from app.client.serve import api_command, worker_command
 from app.core.queue import ensure_broker_folders
 from app.core.settings import Settings
 from app.db.engine import make_engine, make_session_factory, transaction
+from app.db.job_state import JobStatus
 from app.db.migrate import upgrade_to_head
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,7 +156,9 @@ def redis_database() -> str:
     return url
 
 
-def insert_jobs(factory: sessionmaker[Session], *, owner: str, count: int, status: str = "succeeded") -> None:
+def insert_jobs(
+    factory: sessionmaker[Session], *, owner: str, count: int, status: JobStatus = JobStatus.SUCCEEDED
+) -> None:
     """`count` finished MLP jobs straight into the job table (in batches), one second apart, oldest first;
     then ANALYZE, or PostgreSQL would plan the next queries for the table as it was before."""
     from app.db.base import utcnow

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx2
 from sqlalchemy import select
 
+from app.db.job_state import TERMINAL
 from app.db.tables import Job
 from bench.report import console, table, verdict
 from bench.stack import Stack, machine, rss_bytes, service_stack, wait_for, wait_idle
@@ -46,7 +47,7 @@ def run_job(stack: Stack, client: httpx2.Client) -> None:
 
     def ended() -> bool:
         with stack.factory() as session:
-            return session.scalar(select(Job.status).where(Job.id == job_id)) in ("succeeded", "failed")
+            return session.scalar(select(Job.status).where(Job.id == job_id)) in TERMINAL
 
     wait_for(ended, timeout=300, interval=0.1, what=f"job {job_id}")
 

@@ -1,6 +1,6 @@
-"""The worker's reads and writes of job state. Every write after the claim is fenced by the lease token
-(unique per attempt), so a runner that lost its job can no longer change it. Writes ride out database
-outages: they are retried with backoff for up to `outage_seconds`."""
+"""The runner's side of a job's database: its state changes (app.db.job_state, fenced by the lease token),
+its metric rows and its checkpoints. Every call rides out database outages: it is retried with backoff for
+up to `outage_seconds`."""
 
 import functools
 import hashlib
@@ -10,23 +10,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
+from app.db import job_state
 from app.db.base import utcnow
 from app.db.engine import transaction
-from app.db.tables import Checkpoint, Dataset, Job, Metric
+from app.db.job_state import ErrorKind, JobStatus, Settled
+from app.db.tables import Checkpoint, Dataset, Metric
 
 log = logging.getLogger("nnforge.worker")
 P = ParamSpec("P")
 R = TypeVar("R")
 MAX_BACKOFF_SECONDS = 2.0
 COPY_METRICS = "COPY metric (job_id, name, step, epoch, value, time) FROM STDIN"
-
-
-class LeaseLost(RuntimeError):
-    """Another runner owns the job now; this one must stop without writing."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +71,8 @@ def survives_outages(method: Callable[P, R]) -> Callable[P, R]:
 
 
 class JobStore:
+    """One attempt's view of its job: `token` is the lease it took (or will take) with `claim`."""
+
     def __init__(
         self, factory: sessionmaker[Session], job_id: str, token: str, *, outage_seconds: float = 600.0
     ) -> None:
@@ -80,32 +80,12 @@ class JobStore:
 
     @survives_outages
     def claim(self, *, max_running_per_owner: int) -> ClaimedJob | None:
-        """Take a queued job (a conditional UPDATE); None when it is not queued (a duplicate delivery) or
-        its owner already runs `max_running_per_owner` jobs (the reconciler wakes it again later)."""
-        now = utcnow()
-        other = aliased(Job)
-        running = (
-            select(func.count())
-            .select_from(other)
-            .where(other.owner == Job.owner, other.status == "running")
-            .scalar_subquery()
-        )
         with transaction(self.factory) as session:
-            taken = session.execute(
-                update(Job)
-                .where(Job.id == self.job_id, Job.status == "queued", running < max_running_per_owner)
-                .values(
-                    status="running",
-                    attempt=Job.attempt + 1,
-                    version=Job.version + 1,
-                    lease_owner=self.token,
-                    heartbeat_at=now,
-                    started_at=now,
-                )
+            job = job_state.claim(
+                session, job_id=self.job_id, token=self.token, max_running_per_owner=max_running_per_owner
             )
-            if taken.rowcount != 1:  # type: ignore[attr-defined]
+            if job is None:
                 return None
-            job = session.get_one(Job, self.job_id)
             return ClaimedJob(job.id, job.spec, job.dataset_id, job.attempt, job.max_restarts, job.queue)
 
     @survives_outages
@@ -118,51 +98,28 @@ class JobStore:
     def latest_checkpoint(self) -> bytes | None:
         """The newest checkpoint's bytes, verified against its sha256."""
         with self.factory() as session:
-            row = session.scalars(
-                select(Checkpoint)
-                .where(Checkpoint.job_id == self.job_id)
-                .order_by(Checkpoint.step.desc(), Checkpoint.id.desc())
-                .limit(1)
-            ).first()
-            if row is None:
-                return None
-            if hashlib.sha256(row.data).hexdigest() != row.sha256:
-                raise RuntimeError(f"checkpoint {row.id} of job {self.job_id} fails its sha256 check")
-            return row.data
+            row = job_state.newest_checkpoint(session, job_id=self.job_id)
+            return job_state.verified_bytes(row) if row is not None else None
 
     @survives_outages
     def forget_metrics_after(self, step: int) -> None:
         """A resumed attempt rewrites the steps after its checkpoint: drop what the lost attempt wrote."""
         with transaction(self.factory) as session:
-            self._assert_owner(session)
+            job_state.assert_lease(session, job_id=self.job_id, token=self.token)
             session.execute(delete(Metric).where(Metric.job_id == self.job_id, Metric.step > step))
 
     @survives_outages
     def touch(self) -> bool:
         """Renew the lease; returns whether cancel is requested. Raises LeaseLost when it is gone."""
         with transaction(self.factory) as session:
-            owned = session.execute(
-                update(Job)
-                .where(Job.id == self.job_id, Job.lease_owner == self.token, Job.status == "running")
-                .values(heartbeat_at=utcnow())
-                .returning(Job.cancel_requested)
-            ).first()
-            if owned is None:
-                raise LeaseLost(self.job_id)
-            return bool(owned[0])
+            return job_state.renew_lease(session, job_id=self.job_id, token=self.token)
 
     @survives_outages
     def write_progress(self, *, metrics: list[MetricRow], progress: dict[str, Any]) -> None:
         """Buffered metric rows and the job's progress, in one fenced transaction."""
         now = utcnow()
         with transaction(self.factory) as session:
-            owned = session.execute(
-                update(Job)
-                .where(Job.id == self.job_id, Job.lease_owner == self.token, Job.status == "running")
-                .values(heartbeat_at=now, **progress)
-            )
-            if owned.rowcount != 1:  # type: ignore[attr-defined]
-                raise LeaseLost(self.job_id)
+            job_state.record_progress(session, job_id=self.job_id, token=self.token, progress=progress)
             if metrics and session.bind is not None and session.bind.dialect.name == "postgresql":
                 # COPY, in the same transaction: a small network writes ~3,000 rows a second, and COPY costs
                 # a sixth of the client CPU of an executemany INSERT and half the server's.
@@ -196,7 +153,7 @@ class JobStore:
         self, *, data: bytes, epoch: int, step: int, end_of_epoch: bool, metrics: dict[str, float]
     ) -> None:
         with transaction(self.factory) as session:
-            self._assert_owner(session)
+            job_state.assert_lease(session, job_id=self.job_id, token=self.token)
             session.add(
                 Checkpoint(
                     job_id=self.job_id,
@@ -212,41 +169,28 @@ class JobStore:
             )
 
     @survives_outages
-    def finish(self, *, status: str, error_type: str | None = None, error_message: str | None = None) -> bool:
+    def finish(
+        self, *, status: JobStatus, error_type: ErrorKind | None = None, error_message: str | None = None
+    ) -> bool:
         """Record a terminal status; False when this runner no longer owns the job."""
         with transaction(self.factory) as session:
-            done = session.execute(
-                update(Job)
-                .where(Job.id == self.job_id, Job.lease_owner == self.token, Job.status == "running")
-                .values(
-                    status=status,
-                    version=Job.version + 1,
-                    finished_at=utcnow(),
-                    error_type=error_type,
-                    error_message=error_message,
-                    lease_owner=None,
-                )
+            return job_state.finish(
+                session,
+                job_id=self.job_id,
+                token=self.token,
+                status=status,
+                error_type=error_type,
+                error_message=error_message,
             )
-            return done.rowcount == 1  # type: ignore[attr-defined]
 
     @survives_outages
-    def release(self, *, error_type: str | None = None, error_message: str | None = None) -> bool:
-        """Hand the job back to the queue (shutdown, or a retryable failure); the next attempt resumes it."""
+    def hand_back(self) -> str | None:
+        """Back to the queue (a warm shutdown); the job's queue, or None when the lease is gone."""
         with transaction(self.factory) as session:
-            done = session.execute(
-                update(Job)
-                .where(Job.id == self.job_id, Job.lease_owner == self.token, Job.status == "running")
-                .values(
-                    status="queued",
-                    version=Job.version + 1,
-                    lease_owner=None,
-                    error_type=error_type,
-                    error_message=error_message,
-                )
-            )
-            return done.rowcount == 1  # type: ignore[attr-defined]
+            return job_state.hand_back(session, job_id=self.job_id, token=self.token)
 
-    def _assert_owner(self, session: Session) -> None:
-        owner = session.scalar(select(Job.lease_owner).where(Job.id == self.job_id).with_for_update())
-        if owner != self.token:
-            raise LeaseLost(self.job_id)
+    @survives_outages
+    def settle_lost_run(self, message: str) -> Settled | None:
+        """This attempt's training process died: queued again while attempts are left, else failed."""
+        with transaction(self.factory) as session:
+            return job_state.settle_lost_run(session, job_id=self.job_id, token=self.token, message=message)

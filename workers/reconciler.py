@@ -5,17 +5,18 @@ the broker lost (a restarted Redis, a message lost with a killed worker on the f
 import logging
 import threading
 import time
-from datetime import timedelta
+from collections import Counter
 
 from celery import Celery
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.queue import publish_job
 from app.core.settings import Settings
-from app.db.base import utcnow
+from app.db import job_state
 from app.db.engine import transaction
+from app.db.job_state import JobStatus
 from app.db.tables import Job
 
 log = logging.getLogger("nnforge.reconciler")
@@ -28,55 +29,39 @@ class Reconciler:
         # after an uninterrupted view of our own.
         self.connected_since: float | None = None
 
-    def run_once(self) -> dict[str, int]:
+    def run_once(self) -> Counter[str]:
+        """Counts of the jobs taken back, by the status they were left in, and of the messages re-sent."""
         try:
             with self.factory() as session:
                 session.execute(select(1))
         except OperationalError:
             self.connected_since = None
-            return {}
+            return Counter()
         if self.connected_since is None:
             self.connected_since = time.monotonic()
-        counts = {"requeued": 0, "failed": 0, "republished": 0}
+        counts: Counter[str] = Counter()
         # Two lease periods: one for runners to renew after an outage (their retries back off up to 2 s).
         if time.monotonic() - self.connected_since >= 2 * self.settings.lease_seconds:
-            counts |= self.take_back_lapsed_leases()
+            counts.update(self.take_back_lapsed_leases())
         counts["republished"] = self.republish_lost_messages()
         return counts
 
-    def take_back_lapsed_leases(self) -> dict[str, int]:
-        lapsed_before = utcnow() - timedelta(seconds=self.settings.lease_seconds)
-        counts = {"requeued": 0, "failed": 0}
+    def take_back_lapsed_leases(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        message = f"no heartbeat for {self.settings.lease_seconds:g} s: worker lost"
         with self.factory() as session:
-            lapsed = session.execute(
-                select(Job.id, Job.version, Job.attempt, Job.max_restarts, Job.queue).where(
-                    Job.status == "running", Job.heartbeat_at < lapsed_before
-                )
-            ).all()
-        for job_id, version, attempt, max_restarts, queue in lapsed:
-            retry = attempt <= max_restarts
-            values = {"status": "queued"} if retry else {"status": "failed", "finished_at": utcnow()}
+            lapsed = job_state.lapsed_jobs(session, lease_seconds=self.settings.lease_seconds)
+        for job_id, version in lapsed:
             with transaction(self.factory) as session:
-                done = session.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.status == "running", Job.version == version)
-                    .values(
-                        version=Job.version + 1,
-                        lease_owner=None,
-                        error_type="worker_lost",
-                        error_message=f"no heartbeat for {self.settings.lease_seconds:g} s: worker lost",
-                        **values,
-                    )
-                )
-            if done.rowcount != 1:  # type: ignore[attr-defined]
+                settled = job_state.take_back_lapsed(session, job_id=job_id, version=version, message=message)
+            if settled is None:
                 continue  # it moved on meanwhile (finished, or another reconciler took it)
-            if retry:
-                publish_job(self.celery, job_id, queue)
-                counts["requeued"] += 1
-                log.warning("job %s: lease lapsed; requeued for attempt %d", job_id, attempt + 1)
+            counts[settled.status] += 1
+            if settled.status == JobStatus.QUEUED:
+                publish_job(self.celery, job_id, settled.queue)
+                log.warning("job %s: lease lapsed; requeued for attempt %d", job_id, settled.attempt + 1)
             else:
-                counts["failed"] += 1
-                log.error("job %s: lease lapsed after %d attempts; failed", job_id, attempt)
+                log.error("job %s: lease lapsed after %d attempts; failed", job_id, settled.attempt)
         return counts
 
     def republish_lost_messages(self) -> int:
@@ -84,7 +69,7 @@ class Reconciler:
         with self.factory() as session:
             queued = dict(
                 session.execute(
-                    select(Job.queue, func.count()).where(Job.status == "queued").group_by(Job.queue)
+                    select(Job.queue, func.count()).where(Job.status == JobStatus.QUEUED).group_by(Job.queue)
                 ).all()
             )
         sent = 0
@@ -93,7 +78,9 @@ class Reconciler:
                 continue
             with self.factory() as session:
                 ids = session.scalars(
-                    select(Job.id).where(Job.status == "queued", Job.queue == queue).order_by(Job.created_at)
+                    select(Job.id)
+                    .where(Job.status == JobStatus.QUEUED, Job.queue == queue)
+                    .order_by(Job.created_at)
                 ).all()
             for job_id in ids:
                 publish_job(self.celery, job_id, queue)

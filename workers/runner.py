@@ -10,13 +10,14 @@ from dataclasses import asdict
 from functools import partial
 from typing import Any
 
+from app.db.job_state import ErrorKind, JobStatus, LeaseLost
 from models.checkpoint import checkpoint_bytes, read_checkpoint
 from models.errors import SpecError
 from models.raw_dataset import RawDataset
 from models.specs import JobSpec
 from models.train import EpochReport, Hook, StepReport, fit
 from models.uploads import read_dataset_file
-from workers.job_store import ClaimedJob, JobStore, LeaseLost, MetricRow
+from workers.job_store import ClaimedJob, JobStore, MetricRow
 from workers.write_behind import WriteBehind
 
 log = logging.getLogger("nnforge.worker")
@@ -181,19 +182,22 @@ def _train(store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat
         log.warning("job %s: lease lost; stopping without further writes", claimed.id)
         return "lease_lost"
     except SpecError as error:
-        store.finish(status="failed", error_type="spec_error", error_message=str(error))
-        return "failed"
+        store.finish(status=JobStatus.FAILED, error_type=ErrorKind.SPEC_ERROR, error_message=str(error))
+        return JobStatus.FAILED
     except Exception as error:
-        kind = "out_of_memory" if type(error).__name__ == "OutOfMemoryError" else "internal"
+        kind = ErrorKind.OUT_OF_MEMORY if type(error).__name__ == "OutOfMemoryError" else ErrorKind.INTERNAL
         log.exception("job %s failed", claimed.id)
-        store.finish(status="failed", error_type=kind, error_message=traceback.format_exc(limit=20))
-        return "failed"
+        store.finish(status=JobStatus.FAILED, error_type=kind, error_message=traceback.format_exc(limit=20))
+        return JobStatus.FAILED
     if result.status != "stopped":
-        store.finish(status="succeeded")
-        return "succeeded"
+        store.finish(status=JobStatus.SUCCEEDED)
+        return JobStatus.SUCCEEDED
     if signals.cancel.is_set():
-        store.finish(status="cancelled", error_type="cancelled", error_message="cancelled on request")
-        return "cancelled"
-    store.release()
+        store.finish(
+            status=JobStatus.CANCELLED, error_type=ErrorKind.CANCELLED, error_message="cancelled on request"
+        )
+        return JobStatus.CANCELLED
+    if store.hand_back() is None:
+        return "lease_lost"
     log.info("job %s handed back to the queue at step %d", claimed.id, result.progress.step)
     return "handed_back"

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from celery.signals import worker_process_init
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -23,6 +22,7 @@ from app.core.queue import make_celery, publish_job
 from app.core.request_id import current as current_request_id
 from app.core.settings import Settings
 from app.db.engine import make_engine, make_session_factory
+from app.db.job_state import ErrorKind, JobStatus
 from app.db.tables import Job
 from workers.job_store import JobStore
 
@@ -51,8 +51,8 @@ def supervise(job_id: str, settings: Settings) -> str:
         store = JobStore(factory, job_id, token, outage_seconds=settings.db_outage_seconds)
         if code is None:
             store.finish(
-                status="failed",
-                error_type="timeout",
+                status=JobStatus.FAILED,
+                error_type=ErrorKind.TIMEOUT,
                 error_message=f"the job ran past the limit of {settings.max_job_seconds} s",
             )
             return "timeout"
@@ -63,22 +63,21 @@ def supervise(job_id: str, settings: Settings) -> str:
 
 def settle_lost_run(store: JobStore, settings: Settings, message: str) -> str:
     """A run that died: back to the queue while restarts remain, else failed as worker_lost."""
-    with store.factory() as session:
-        job = session.get_one(Job, store.job_id)
-        attempts_left = job.attempt <= job.max_restarts
-        queue = job.queue
-    if attempts_left and store.release(error_type="worker_lost", error_message=message):
-        publish_job(make_celery(settings), store.job_id, queue)
-        log.warning("job %s: %s; requeued", store.job_id, message)
-        return "requeued"
-    if store.finish(status="failed", error_type="worker_lost", error_message=message):
-        log.error("job %s failed: %s", store.job_id, message)
-    return "failed"
+    settled = store.settle_lost_run(message)
+    if settled is None:
+        return "lease_lost"  # someone else settled it (the reconciler took the lapsed lease)
+    if settled.status == JobStatus.QUEUED:
+        publish_job(make_celery(settings), settled.job_id, settled.queue)
+        log.warning("job %s: %s; requeued", settled.job_id, message)
+    else:
+        log.error("job %s failed: %s", settled.job_id, message)
+    return settled.status
 
 
 def _is_queued(factory: sessionmaker[Session], job_id: str) -> bool:
     with factory() as session:
-        return session.scalar(select(Job.status).where(Job.id == job_id)) == "queued"
+        job = session.get(Job, job_id)
+        return job is not None and job.status == JobStatus.QUEUED
 
 
 @worker_process_init.connect

@@ -1,15 +1,10 @@
 """Finding a job's checkpoints: by id, the latest, or the best (the checkpoint of the job's best epoch)."""
 
-import hashlib
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
+from app.db.job_state import newest_checkpoint
 from app.db.tables import Checkpoint, Job
-
-
-class CheckpointCorrupted(RuntimeError):
-    pass
 
 
 def list_checkpoints(*, session: Session, job: Job) -> list[Checkpoint]:
@@ -24,9 +19,8 @@ def find_checkpoint(*, session: Session, job: Job, which: str) -> Checkpoint | N
     """`which` is a checkpoint id, `latest`, or `best` (falls back to the latest when the best epoch
     has no checkpoint of its own, e.g. with checkpoint_every > 1)."""
     query = select(Checkpoint).where(Checkpoint.job_id == job.id).options(undefer(Checkpoint.data))
-    newest = query.order_by(Checkpoint.step.desc(), Checkpoint.id.desc()).limit(1)
     if which == "latest":
-        return session.scalars(newest).first()
+        return newest_checkpoint(session, job_id=job.id)
     if which == "best":
         best = (
             session.scalars(
@@ -35,13 +29,7 @@ def find_checkpoint(*, session: Session, job: Job, which: str) -> Checkpoint | N
             if job.best_epoch is not None
             else None
         )
-        return best or session.scalars(newest).first()
+        return best or newest_checkpoint(session, job_id=job.id)
     if not which.isdigit():
         return None
     return session.scalars(query.where(Checkpoint.id == int(which))).first()
-
-
-def verified_bytes(checkpoint: Checkpoint) -> bytes:
-    if hashlib.sha256(checkpoint.data).hexdigest() != checkpoint.sha256:
-        raise CheckpointCorrupted(f"checkpoint {checkpoint.id} does not match its sha256")
-    return checkpoint.data

@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from app.api.jobs import to_public
 from app.api.live_schemas import EndEvent, MetricEventPoint, MetricsEvent, ProgressEvent
 from app.api.schemas import JobPublic
-from app.db.tables import TERMINAL_STATUSES, Job, Metric
+from app.db.job_state import TERMINAL
+from app.db.tables import Job, Metric
 
 BATCH_ROWS = 1000  # metric rows per `metrics` event
 RETRY_MS = 2000  # how long a browser waits before it reconnects
@@ -95,7 +96,7 @@ async def job_events(
         if snapshot.points:
             cursor, sent = snapshot.last_id, True
             yield ServerSentEvent(event="metrics", id=str(cursor), data=MetricsEvent(points=snapshot.points))
-        if job.status in TERMINAL_STATUSES and len(snapshot.points) < BATCH_ROWS:
+        if job.status in TERMINAL and len(snapshot.points) < BATCH_ROWS:
             yield ServerSentEvent(
                 event="end",
                 id=str(cursor),

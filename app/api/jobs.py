@@ -7,16 +7,17 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from math import ceil
-from typing import cast
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
-from app.api.schemas import JobCreate, JobError, JobPublic, JobStatus, Progress
+from app.api.schemas import JobCreate, JobError, JobPublic, Progress
 from app.core.queue import QUEUE_FOR_DEVICE
 from app.core.settings import Settings
+from app.db import job_state
 from app.db.base import utcnow
-from app.db.tables import TERMINAL_STATUSES, Dataset, Job
+from app.db.job_state import TERMINAL, ErrorKind, JobStatus
+from app.db.tables import Dataset, Job
 from models.dataset_info import BUILTIN_DATASETS, DatasetInfo
 from models.errors import SpecError
 from models.specs import JobSpec
@@ -60,7 +61,7 @@ def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Setti
 
     queued = (
         session.scalar(
-            select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == "queued")
+            select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == JobStatus.QUEUED)
         )
         or 0
     )
@@ -82,7 +83,7 @@ def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Setti
         dataset_id=dataset_id,
         queue=QUEUE_FOR_DEVICE[spec.training.device],
         num_parameters=num_parameters,
-        status="queued",
+        status=JobStatus.QUEUED,
         version=0,
         attempt=0,
         max_restarts=limits.max_restarts,
@@ -143,12 +144,12 @@ def list_jobs(
 
 
 def queue_position(*, session: Session, job: Job) -> int | None:
-    if job.status != "queued":
+    if job.status != JobStatus.QUEUED:
         return None
     ahead = (
         select(func.count())
         .select_from(Job)
-        .where(Job.status == "queued", Job.queue == job.queue, Job.created_at < job.created_at)
+        .where(Job.status == JobStatus.QUEUED, Job.queue == job.queue, Job.created_at < job.created_at)
     )
     return session.scalar(ahead) or 0
 
@@ -156,41 +157,31 @@ def queue_position(*, session: Session, job: Job) -> int | None:
 def request_cancel(*, session: Session, job: Job) -> Job:
     """A queued job is cancelled at once; a running one is asked to stop (its worker saves a checkpoint and
     records `cancelled`). Each change is conditional on the state it was decided on."""
-    if job.status in TERMINAL_STATUSES:
+    if job.status in TERMINAL:
         raise JobConflict(f"job is already {job.status}")
-    if job.status == "queued":
-        now = utcnow()
-        done = session.execute(
-            update(Job)
-            .where(Job.id == job.id, Job.status == "queued", Job.version == job.version)
-            .values(
-                status="cancelled",
-                version=Job.version + 1,
-                cancel_requested=True,
-                finished_at=now,
-                error_type="cancelled",
-                error_message="cancelled while queued",
-            )
-        )
-        if done.rowcount == 1:  # type: ignore[attr-defined]
-            session.refresh(job)
-            return job
-        session.refresh(job)  # it started (or ended) meanwhile: decide again on the fresh state
-        return request_cancel(session=session, job=job)
-    session.execute(
-        update(Job).where(Job.id == job.id, Job.status == "running").values(cancel_requested=True)
-    )
+    if job.status == JobStatus.QUEUED:
+        cancelled = job_state.cancel_queued(session, job_id=job.id, version=job.version)
+        session.refresh(job)
+        # Not cancelled: it started (or ended) meanwhile; decide again on the fresh state.
+        return job if cancelled else request_cancel(session=session, job=job)
+    job_state.request_cancel(session, job_id=job.id)
     session.refresh(job)
     return job
 
 
+def _error(job: Job) -> JobError | None:
+    if job.error_type is None:
+        return None
+    return JobError(type=ErrorKind(job.error_type), message=job.error_message or "")
+
+
 def to_public(job: Job, *, position: int | None) -> JobPublic:
     total_steps = job.steps_per_epoch * job.total_epochs if job.steps_per_epoch else None
-    fraction = 1.0 if job.status == "succeeded" else (job.step / total_steps if total_steps else 0.0)
+    fraction = 1.0 if job.status == JobStatus.SUCCEEDED else (job.step / total_steps if total_steps else 0.0)
     return JobPublic(
         id=job.id,
         name=job.name,
-        status=cast(JobStatus, job.status),
+        status=JobStatus(job.status),
         arch=job.arch,
         spec=job.spec,  # type: ignore[arg-type]
         num_parameters=job.num_parameters,
@@ -209,7 +200,9 @@ def to_public(job: Job, *, position: int | None) -> JobPublic:
         latest_metrics=job.latest_metrics,
         best_metrics=job.best_metrics,
         best_epoch=job.best_epoch,
-        error=JobError(type=job.error_type, message=job.error_message or "") if job.error_type else None,
+        error=JobError(type=ErrorKind(job.error_type), message=job.error_message or "")
+        if job.error_type
+        else None,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,

@@ -4,7 +4,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from app.api.schemas import JobStatus, Progress
+from app.api.schemas import Progress
+from app.db.job_state import JobStatus
 
 
 class MetricEventPoint(BaseModel):

@@ -5,9 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.db.job_state import ErrorKind, JobStatus
 from models.specs import JobSpec
-
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 class JobCreate(JobSpec):
@@ -23,7 +22,7 @@ class Progress(BaseModel):
 
 
 class JobError(BaseModel):
-    type: str  # spec_error | out_of_memory | worker_lost | timeout | cancelled | internal
+    type: ErrorKind
     message: str
 
 

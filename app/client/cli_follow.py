@@ -7,7 +7,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from app.client.cli_render import STATUS_STYLE
-from app.client.client import TERMINAL, Job
+from app.client.client import Job
+from app.db.job_state import TERMINAL, JobStatus
 
 EPOCH_PREFIXES = ("train_", "val_", "test_")
 
@@ -48,7 +49,7 @@ class Follower:
         if job["status"] != self.status and job["status"] not in TERMINAL:
             self.status = job["status"]
             style = STATUS_STYLE.get(job["status"], "")
-            retried = job["status"] == "running" and job["attempt"] > 1
+            retried = job["status"] == JobStatus.RUNNING and job["attempt"] > 1
             attempt = f" (attempt {job['attempt']})" if retried else ""
             self.console.print(f"job {job['id']} [{style}]{job['status']}[/{style}]{attempt}")
 

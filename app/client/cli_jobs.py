@@ -21,6 +21,7 @@ from app.client.cli_render import (
     print_status,
 )
 from app.client.client import Client, NnforgeError
+from app.db.job_state import JobStatus
 
 console = Console(stderr=True)
 out = Console()
@@ -86,7 +87,7 @@ def read_spec(spec_file: Path, overrides: list[str]) -> dict[str, Any]:
 
 
 def exit_code(status: str) -> int:
-    return 0 if status in ("succeeded", "queued", "running") else 1
+    return 1 if status in (JobStatus.FAILED, JobStatus.CANCELLED) else 0
 
 
 def submit(
@@ -128,7 +129,7 @@ def submit(
 
 
 def list_jobs(
-    status: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed, cancelled")] = None,
+    status: Annotated[JobStatus | None, typer.Option(help="only jobs in this status")] = None,
     arch: Annotated[str | None, typer.Option(help="mlp, cnn, rnn or gan")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     url: UrlOpt = None,

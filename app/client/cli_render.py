@@ -9,13 +9,14 @@ from rich.console import Console
 from rich.table import Table
 
 from app.client.spec_locate import locate
+from app.db.job_state import JobStatus
 
 STATUS_STYLE = {
-    "queued": "yellow",
-    "running": "cyan",
-    "succeeded": "green",
-    "failed": "red",
-    "cancelled": "magenta",
+    JobStatus.QUEUED: "yellow",
+    JobStatus.RUNNING: "cyan",
+    JobStatus.SUCCEEDED: "green",
+    JobStatus.FAILED: "red",
+    JobStatus.CANCELLED: "magenta",
 }
 
 

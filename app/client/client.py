@@ -19,8 +19,8 @@ import httpx2
 
 from app.client.client_config import resolve_config
 from app.client.sse_parse import Event, parse_events
+from app.db.job_state import TERMINAL
 
-TERMINAL = ("succeeded", "failed", "cancelled")
 Format = Literal["pt", "safetensors", "onnx"]
 RECONNECT_SECONDS = 1.0
 MAX_RECONNECTS = 30  # in a row without an event in between

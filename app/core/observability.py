@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.tables import JOB_STATUSES, Job
+from app.db.job_state import JobStatus
+from app.db.tables import Job
 
 
 class JobsCollector(Collector):
@@ -31,19 +32,21 @@ class JobsCollector(Collector):
                 by_status = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
                 queued = dict(
                     session.execute(
-                        select(Job.queue, func.count()).where(Job.status == "queued").group_by(Job.queue)
+                        select(Job.queue, func.count())
+                        .where(Job.status == JobStatus.QUEUED)
+                        .group_by(Job.queue)
                     ).all()
                 )
                 timed = session.execute(
                     select(Job.id, Job.arch, Job.epoch_seconds, Job.samples_per_second)
-                    .where(Job.status == "running")
+                    .where(Job.status == JobStatus.RUNNING)
                     .order_by(Job.id)
                 ).all()
         except SQLAlchemyError:  # a scrape during a database outage reports HTTP metrics only
             return
         jobs = GaugeMetricFamily("nnforge_jobs", "Jobs by status", labels=["status"])
-        for status in JOB_STATUSES:
-            jobs.add_metric([status], by_status.get(status, 0))
+        for status in JobStatus:
+            jobs.add_metric([status.value], by_status.get(status, 0))
         yield jobs
         depth = GaugeMetricFamily("nnforge_queue_depth", "Jobs waiting in each queue", labels=["queue"])
         for queue in sorted({"cpu", "gpu", "any"} | set(queued)):

@@ -20,9 +20,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, UTCDateTime, utcnow
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
-
 
 class Job(Base):
     __tablename__ = "job"
@@ -36,7 +33,7 @@ class Job(Base):
     queue: Mapped[str] = mapped_column(String(16))
     num_parameters: Mapped[int] = mapped_column(BigInteger)
 
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16))  # app.db.job_state.JobStatus; only job_state changes it
     version: Mapped[int] = mapped_column(Integer, default=0)  # bumped by every status change
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     max_restarts: Mapped[int] = mapped_column(Integer, default=3)

@@ -4,12 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
-from app.api.checkpoints import find_checkpoint, list_checkpoints, verified_bytes
+from app.api.checkpoints import find_checkpoint, list_checkpoints
 from app.api.deps import OwnerDep, SessionDep
 from app.api.exports import ExportUnavailable, Format, convert
 from app.api.jobs import get_job
 from app.api.problems import NotFound, problem
 from app.api.schemas import CheckpointPublic
+from app.db.job_state import verified_bytes
 
 router = APIRouter(prefix="/v1/jobs", tags=["checkpoints"])
 

@@ -1,7 +1,7 @@
 """/v1/jobs: submit, read, list, cancel."""
 
 import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import JSONResponse, Response
@@ -20,6 +20,7 @@ from app.api.jobs import (
 )
 from app.api.schemas import JobCreate, JobPublic, JobsPublic
 from app.core.queue import publish_job
+from app.db.job_state import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger("nnforge.api")
@@ -70,9 +71,7 @@ def submit_job(
 def list_all_jobs(
     session: SessionDep,
     owner: OwnerDep,
-    status_: Annotated[
-        Literal["queued", "running", "succeeded", "failed", "cancelled"] | None, Query(alias="status")
-    ] = None,
+    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
     arch: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,

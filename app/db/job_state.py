@@ -1,0 +1,282 @@
+"""A job's life, in one place: its statuses, every change of its state and the rule that allows each, and
+the read of its newest verified checkpoint.
+
+Each change is one conditional UPDATE. A change made by the job's runner is fenced by its lease token (unique
+per attempt), so a runner that lost its job can no longer change it; a change made by the API or the
+reconciler is conditional on the status (and version) it was decided on, so two deciders never both win.
+`TRANSITIONS` lists them for docs/job-states.md, which a test keeps equal to `transitions_table()`.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, literal, null, select, update
+from sqlalchemy.orm import Session, aliased, undefer
+
+from app.db.base import UTCDateTime, utcnow
+from app.db.tables import Checkpoint, Job
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class ErrorKind(StrEnum):
+    """Why a job ended other than succeeded, or why its last attempt was handed back."""
+
+    SPEC_ERROR = "spec_error"
+    OUT_OF_MEMORY = "out_of_memory"
+    WORKER_LOST = "worker_lost"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"
+
+
+class LeaseLost(RuntimeError):
+    """Another runner owns the job now; this one must stop without writing."""
+
+
+class CheckpointCorrupted(RuntimeError):
+    """A checkpoint's bytes do not match the sha256 stored with them."""
+
+
+@dataclass(frozen=True)
+class Transition:
+    name: str
+    source: str
+    target: str
+    by: str
+    guard: str
+
+
+# The whole state machine. Terminal statuses never change.
+TRANSITIONS = (
+    Transition("claim", "queued", "running", "training process", "queued, and the owner runs fewer than "
+               "MAX_RUNNING_JOBS_PER_OWNER jobs; takes a new lease, attempt + 1"),
+    Transition("renew_lease", "running", "running", "lease keeper (training process)", "holds the lease"),
+    Transition("record_progress", "running", "running", "training hook", "holds the lease"),
+    Transition("finish", "running", "succeeded · failed · cancelled", "training process, supervisor",
+               "holds the lease"),
+    Transition("hand_back", "running", "queued", "training process (warm shutdown)", "holds the lease"),
+    Transition("settle_lost_run", "running", "queued · failed", "supervisor (the training process died)",
+               "holds the lease; queued while attempts are left (attempt ≤ max_restarts), else failed"),
+    Transition("take_back_lapsed", "running", "queued · failed", "reconciler",
+               "no heartbeat for LEASE_SECONDS and version unchanged; queued while attempts are left"),
+    Transition("cancel_queued", "queued", "cancelled", "API (POST …/cancel)", "queued, version unchanged"),
+    Transition("request_cancel", "running", "running (cancel_requested)", "API (POST …/cancel)",
+               "running; the runner sees it at its next heartbeat and finishes as cancelled"),
+)  # fmt: skip
+
+
+def transitions_table() -> str:
+    """TRANSITIONS as the Markdown table in docs/job-states.md."""
+    rows = ["| transition | from | to | by | guard |", "| --- | --- | --- | --- | --- |"]
+    rows += [f"| `{t.name}` | {t.source} | {t.target} | {t.by} | {t.guard} |" for t in TRANSITIONS]
+    return "\n".join(rows) + "\n"
+
+
+# The attempts-left rule, as SQL so that it is decided in the same statement that acts on it.
+ATTEMPTS_LEFT: ColumnElement[bool] = Job.attempt <= Job.max_restarts
+
+
+def _leased(job_id: str, token: str) -> ColumnElement[bool]:
+    return and_(Job.id == job_id, Job.lease_owner == token, Job.status == JobStatus.RUNNING)
+
+
+def claim(session: Session, *, job_id: str, token: str, max_running_per_owner: int) -> Job | None:
+    """Take a queued job; None when it is not queued (a duplicate delivery) or its owner already runs
+    `max_running_per_owner` jobs (the reconciler wakes it again later)."""
+    now, other = utcnow(), aliased(Job)
+    running = (
+        select(func.count())
+        .select_from(other)
+        .where(other.owner == Job.owner, other.status == JobStatus.RUNNING)
+        .scalar_subquery()
+    )
+    taken = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED, running < max_running_per_owner)
+        .values(
+            status=JobStatus.RUNNING,
+            attempt=Job.attempt + 1,
+            version=Job.version + 1,
+            lease_owner=token,
+            heartbeat_at=now,
+            started_at=now,
+        )
+    )
+    return session.get_one(Job, job_id) if taken.rowcount == 1 else None  # type: ignore[attr-defined]
+
+
+def renew_lease(session: Session, *, job_id: str, token: str) -> bool:
+    """Returns whether cancel is requested; raises LeaseLost when the lease is gone."""
+    owned = session.execute(
+        update(Job)
+        .where(_leased(job_id, token))
+        .values(heartbeat_at=utcnow())
+        .returning(Job.cancel_requested)
+    ).first()
+    if owned is None:
+        raise LeaseLost(job_id)
+    return bool(owned[0])
+
+
+def record_progress(session: Session, *, job_id: str, token: str, progress: dict[str, Any]) -> None:
+    """The job's progress columns (epoch, step, metrics, samples) and a heartbeat; raises LeaseLost."""
+    owned = session.execute(
+        update(Job).where(_leased(job_id, token)).values(heartbeat_at=utcnow(), **progress)
+    )
+    if owned.rowcount != 1:  # type: ignore[attr-defined]
+        raise LeaseLost(job_id)
+
+
+def assert_lease(session: Session, *, job_id: str, token: str) -> None:
+    """Lock the job's row and check the lease, for writes to other tables in the same transaction."""
+    owner = session.scalar(select(Job.lease_owner).where(Job.id == job_id).with_for_update())
+    if owner != token:
+        raise LeaseLost(job_id)
+
+
+def finish(
+    session: Session,
+    *,
+    job_id: str,
+    token: str,
+    status: JobStatus,
+    error_type: ErrorKind | None = None,
+    error_message: str | None = None,
+) -> bool:
+    """Record a terminal status; False when this runner no longer owns the job."""
+    assert status in TERMINAL, status
+    done = session.execute(
+        update(Job)
+        .where(_leased(job_id, token))
+        .values(
+            status=status,
+            version=Job.version + 1,
+            finished_at=utcnow(),
+            error_type=error_type,
+            error_message=error_message,
+            lease_owner=None,
+        )
+    )
+    return done.rowcount == 1  # type: ignore[attr-defined]
+
+
+def hand_back(session: Session, *, job_id: str, token: str) -> str | None:
+    """Back to the queue (a warm shutdown); the next attempt resumes from the newest checkpoint. Returns the
+    job's queue, to send it again, or None when this runner no longer owns the job."""
+    return session.scalar(
+        update(Job)
+        .where(_leased(job_id, token))
+        .values(
+            status=JobStatus.QUEUED,
+            version=Job.version + 1,
+            lease_owner=None,
+            error_type=None,
+            error_message=None,
+        )
+        .returning(Job.queue)
+    )
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A lost run after settling: requeued (send `queue` a message again) or failed."""
+
+    job_id: str
+    status: JobStatus
+    queue: str
+    attempt: int
+
+
+def _settle(session: Session, where: ColumnElement[bool], message: str) -> Settled | None:
+    row = session.execute(
+        update(Job)
+        .where(where)
+        .values(
+            status=case((ATTEMPTS_LEFT, JobStatus.QUEUED.value), else_=JobStatus.FAILED.value),
+            finished_at=case((ATTEMPTS_LEFT, null()), else_=literal(utcnow(), UTCDateTime())),
+            version=Job.version + 1,
+            lease_owner=None,
+            error_type=ErrorKind.WORKER_LOST,
+            error_message=message,
+        )
+        .returning(Job.id, Job.status, Job.queue, Job.attempt)
+    ).first()
+    return Settled(row[0], JobStatus(row[1]), row[2], row[3]) if row is not None else None
+
+
+def settle_lost_run(session: Session, *, job_id: str, token: str, message: str) -> Settled | None:
+    """The runner's training process died: queued again while attempts are left, else failed."""
+    return _settle(session, _leased(job_id, token), message)
+
+
+def lapsed_jobs(session: Session, *, lease_seconds: float) -> list[tuple[str, int]]:
+    """(id, version) of running jobs with no heartbeat for `lease_seconds`: their runner is gone."""
+    lapsed_before = utcnow() - timedelta(seconds=lease_seconds)
+    rows = session.execute(
+        select(Job.id, Job.version).where(Job.status == JobStatus.RUNNING, Job.heartbeat_at < lapsed_before)
+    )
+    return [(job_id, version) for job_id, version in rows]
+
+
+def take_back_lapsed(session: Session, *, job_id: str, version: int, message: str) -> Settled | None:
+    """A lapsed lease, as seen at `version`: queued again while attempts are left, else failed. None when
+    the job moved on meanwhile (it finished, or another reconciler took it)."""
+    return _settle(
+        session, and_(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.version == version), message
+    )
+
+
+def cancel_queued(session: Session, *, job_id: str, version: int) -> bool:
+    """Cancel a job still queued at `version`; False when it started (or ended) meanwhile."""
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED, Job.version == version)
+        .values(
+            status=JobStatus.CANCELLED,
+            version=Job.version + 1,
+            cancel_requested=True,
+            finished_at=utcnow(),
+            error_type=ErrorKind.CANCELLED,
+            error_message="cancelled while queued",
+        )
+    )
+    return done.rowcount == 1  # type: ignore[attr-defined]
+
+
+def request_cancel(session: Session, *, job_id: str) -> None:
+    """Ask a running job to stop; its runner finishes it as cancelled (keeping a checkpoint)."""
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING).values(cancel_requested=True)
+    )
+
+
+def newest_checkpoint(session: Session, *, job_id: str) -> Checkpoint | None:
+    """The job's newest checkpoint, bytes loaded (verify them with `verified_bytes`)."""
+    return session.scalars(
+        select(Checkpoint)
+        .where(Checkpoint.job_id == job_id)
+        .options(undefer(Checkpoint.data))
+        .order_by(Checkpoint.step.desc(), Checkpoint.id.desc())
+        .limit(1)
+    ).first()
+
+
+def verified_bytes(checkpoint: Checkpoint) -> bytes:
+    if hashlib.sha256(checkpoint.data).hexdigest() != checkpoint.sha256:
+        raise CheckpointCorrupted(
+            f"checkpoint {checkpoint.id} of job {checkpoint.job_id} fails its sha256 check"
+        )
+    return checkpoint.data
