@@ -8,7 +8,6 @@ benchmarks use Redis database 10 (`NNFORGE_BENCH_REDIS_DB`), which the test suit
 import contextlib
 import os
 import platform
-import signal
 import socket
 import subprocess
 import tempfile
@@ -25,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.tokens import create_token
-from app.client.serve import api_command, worker_command
+from app.client.serve import api_command, stop_group, worker_command
 from app.core.queue import ensure_broker_folders
 from app.core.settings import Settings
 from app.db.engine import make_engine, make_session_factory, transaction
@@ -232,13 +231,7 @@ class Child:
             )
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process)
 
 
 def start_worker(settings: Settings, log_path: Path) -> Child:

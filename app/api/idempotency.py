@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from fastapi import Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import ColumnElement, and_, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +30,9 @@ class Replay:
     body: Any
     headers: dict[str, str]
     replayed: bool = False
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body, status_code=self.status_code, headers=self.headers)
 
 
 def request_hash(*parts: bytes) -> str:
@@ -125,3 +130,25 @@ def run_once(
         abandon(factory, owner=owner, route=route, key=key)
         raise
     return Replay(status_code, body, headers)
+
+
+def run_route_once(
+    request: Request,
+    session: Session,
+    *,
+    owner: str,
+    key: str | None,
+    fingerprint: str,
+    produce: Callable[[], tuple[int, Any, dict[str, str]]],
+) -> Replay:
+    """`run_once` for the POST route serving `request`, keyed by its method and path template."""
+    route = f"{request.method} {request.scope['route'].path}"
+    return run_once(
+        request.app.state.session_factory,
+        session,
+        owner=owner,
+        route=route,
+        key=key,
+        fingerprint=fingerprint,
+        produce=produce,
+    )

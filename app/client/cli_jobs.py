@@ -3,7 +3,7 @@ download, datasets. Exit codes: 0 ok (a followed job succeeded), 1 the job faile
 2 bad input (the spec, an argument, a 4xx), 3 the service could not be reached or answered 5xx."""
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -158,6 +158,25 @@ def status(
     raise typer.Exit(code=exit_code(job["status"]))
 
 
+def print_lines(
+    items: Iterator[dict[str, Any]], output: Output, text: Callable[[dict[str, Any]], str]
+) -> None:
+    """One line per item as it arrives: JSON for scripts, `text(item)` for people."""
+    for item in items:
+        if output is Output.json:
+            print_json_line(item)
+        else:
+            out.print(text(item), highlight=False, markup=False)
+
+
+def metric_line(point: dict[str, Any]) -> str:
+    return f"{point['name']:>16}  epoch {point['epoch']:>4}  step {point['step']:>7}  {point['value']:.6g}"
+
+
+def log_line(line: dict[str, Any]) -> str:
+    return f"{line['time'][:19]} {line['level']:<7} {line['message']}"
+
+
 def metrics(
     job_id: JobArg,
     follow: FollowOpt = False,
@@ -175,16 +194,8 @@ def metrics(
             else:
                 out.print(metrics_table(series))
             return
-        for event in job.stream():
-            for point in event.data["points"] if event.event == "metrics" else []:
-                if output is Output.json:
-                    print_json_line(point)
-                else:
-                    out.print(
-                        f"{point['name']:>16}  epoch {point['epoch']:>4}  step {point['step']:>7}  "
-                        f"{point['value']:.6g}",
-                        highlight=False,
-                    )
+        points = (p for event in job.stream() if event.event == "metrics" for p in event.data["points"])
+        print_lines(points, output, metric_line)
 
 
 def logs(
@@ -197,14 +208,7 @@ def logs(
     """The worker's log lines of a job: start, device, each epoch, warnings, the traceback of a failure."""
     with remote():
         job = client(url, token).job(job_id)
-        lines = job.follow_logs() if follow else iter(job.logs()["items"])
-        for line in lines:
-            if output is Output.json:
-                print_json_line(line)
-            else:
-                out.print(
-                    f"{line['time'][:19]} {line['level']:<7} {line['message']}", highlight=False, markup=False
-                )
+        print_lines(job.follow_logs() if follow else iter(job.logs()["items"]), output, log_line)
 
 
 def samples(

@@ -1,6 +1,7 @@
 """`nnforge serve`: migrate, then run the API and one worker as child processes and stop them together."""
 
 import ipaddress
+import os
 import shutil
 import signal
 import subprocess
@@ -97,6 +98,19 @@ def prepare(settings: Settings) -> None:
         engine.dispose()
         path.touch(mode=0o600)
         path.write_text(token.secret + "\n")
+
+
+def stop_group(process: subprocess.Popen[bytes], *, grace: float = 30.0) -> None:
+    """Stop a child started in a session of its own, with everything it started: SIGTERM to its process
+    group, SIGKILL after `grace` seconds."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def serve(settings: Settings, *, with_worker: bool = True) -> int:

@@ -1,10 +1,7 @@
 """A real service for the client, CLI and browser tests: uvicorn serving the API on a free port and a
 Celery worker, on the session's PostgreSQL and a Redis database of their own."""
 
-import os
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +10,7 @@ import httpx2
 import pytest
 from support import ROOT, WorkerProcess, free_port, service_env, wait_for
 
+from app.client.serve import api_command, stop_group
 from app.core.settings import Settings
 
 LIVE_REDIS_DB = 13
@@ -48,17 +46,7 @@ def live_stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
     api_log = folder / "api.log"
     with api_log.open("wb") as log:
         api = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app.api.main:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
+            api_command(settings.model_copy(update={"host": "127.0.0.1", "port": port})),
             cwd=ROOT,
             env=service_env(settings),
             stdout=log,
@@ -79,6 +67,5 @@ def live_stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
         wait_for(ready, timeout=60, what="the API to listen")
         yield LiveStack(url, new_token(settings, "live-user"), settings, worker, api_log)
     finally:
-        os.killpg(api.pid, signal.SIGTERM)
-        api.wait(timeout=30)
+        stop_group(api)
         worker.stop()

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from app.api.datasets import builtin_public, builtins_public, list_uploads, store_upload, upload_public
 from app.api.deps import OwnerDep, SessionDep
-from app.api.idempotency import request_hash, run_once
+from app.api.idempotency import request_hash, run_route_once
 from app.api.problems import NotFound, PayloadTooLarge
 from app.api.schemas import DatasetPublic, DatasetsPublic
 from app.db.tables import Dataset
@@ -52,16 +52,9 @@ def upload_dataset(
         return 201, upload_public(dataset).model_dump(mode="json"), {"Location": f"/v1/datasets/{dataset.id}"}
 
     fingerprint = request_hash(bytes(data), (file.filename or "").encode(), (label_column or "").encode())
-    result = run_once(
-        request.app.state.session_factory,
-        session,
-        owner=owner,
-        route="POST /v1/datasets",
-        key=idempotency_key,
-        fingerprint=fingerprint,
-        produce=store,
-    )
-    return JSONResponse(result.body, status_code=result.status_code, headers=result.headers)
+    return run_route_once(
+        request, session, owner=owner, key=idempotency_key, fingerprint=fingerprint, produce=store
+    ).response()
 
 
 @router.get("", response_model=DatasetsPublic)

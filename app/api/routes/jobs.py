@@ -7,7 +7,7 @@ from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import CeleryDep, OwnerDep, SessionDep
-from app.api.idempotency import request_hash, run_once
+from app.api.idempotency import request_hash, run_route_once
 from app.api.job_reads import RecentJobReads
 from app.api.jobs import (
     MAX_PAGE_SIZE,
@@ -49,14 +49,9 @@ def submit_job(
         return 202, public.model_dump(mode="json"), {"Location": f"/v1/jobs/{job.id}"}
 
     # The row is the truth: it commits (with the idempotency record) before the message goes out.
-    result = run_once(
-        request.app.state.session_factory,
-        session,
-        owner=owner,
-        route="POST /v1/jobs",
-        key=idempotency_key,
-        fingerprint=request_hash(job_in.model_dump_json().encode()),
-        produce=create,
+    fingerprint = request_hash(job_in.model_dump_json().encode())
+    result = run_route_once(
+        request, session, owner=owner, key=idempotency_key, fingerprint=fingerprint, produce=create
     )
     job_id, queue = result.body["id"], result.body["queue"]
     if not result.replayed:
@@ -64,7 +59,7 @@ def submit_job(
             publish_job(celery, job_id, queue)
         except Exception:  # the job stays queued; the reconciler re-sends what the broker lacks
             log.exception("job %s stored but not yet sent to the broker", job_id)
-    return JSONResponse(result.body, status_code=result.status_code, headers=result.headers)
+    return result.response()
 
 
 @router.get("", response_model=JobsPublic)
