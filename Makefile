@@ -16,7 +16,7 @@ $(BIN)/nnforge: pyproject.toml
 
 install: $(BIN)/nnforge
 
-run: install  ## the API and one worker on SQLite + a filesystem broker under .nnforge/ (Ctrl-C stops both)
+run: install  ## the API and a worker (one job per core) on SQLite + a filesystem broker under .nnforge/ (Ctrl-C stops both)
 	$(BIN)/nnforge serve
 
 train: install  ## train a spec locally, without the service

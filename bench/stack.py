@@ -235,6 +235,9 @@ class Child:
 
 
 def start_worker(settings: Settings, log_path: Path) -> Child:
+    """One job at a time unless `settings` asks for more: the benchmarks compare one slot with one loop."""
+    if settings.worker_concurrency is None:
+        settings = settings.model_copy(update={"worker_concurrency": 1})
     worker = Child(worker_command(settings), settings, log_path)
     wait_for(
         lambda: b"ready." in log_path.read_bytes() or worker.process.poll() is not None,

@@ -51,6 +51,8 @@ class WorkerProcess:
     def __init__(self, settings: Settings, log_path: Path) -> None:
         from app.client.serve import worker_command
 
+        if settings.worker_concurrency is None:  # the tests reason about one job at a time unless they ask
+            settings = settings.model_copy(update={"worker_concurrency": 1})
         self.log_path = log_path
         self.log = log_path.open("wb")
         self.process = subprocess.Popen(

@@ -1,9 +1,10 @@
 """What the Celery task does: start the job's training process, wait for it, and settle the job when the
 process could not (it crashed, was killed, or ran past the time limit).
 
-Each task process keeps one standby training process (`python -m workers.trainer --standby`) started while
-it is idle: it has imported torch and waits for one job on stdin, so a job starts in a fraction of a
-second instead of several. Still a fresh process per job, never forked from one that touched CUDA."""
+Each task process keeps one standby training process (`python -m workers.trainer --standby`), started as
+soon as the previous job starts: it imports torch while that job trains and waits for one job on stdin, so
+back-to-back jobs start in a fraction of a second instead of several. Still a fresh process per job, never
+forked from one that touched CUDA."""
 
 import logging
 import os
@@ -117,6 +118,7 @@ def _run_trainer(settings: Settings, job_id: str, token: str) -> int | None:
     process = _take_standby(job_id, token) or subprocess.Popen(
         [sys.executable, "-m", "workers.trainer", job_id, token], start_new_session=True
     )  # its own process group: a terminal's Ctrl-C is ours
+    start_standby()  # the next job's process imports torch while this one trains
     registry = trainer_registry(settings, os.getppid())
     registry.mkdir(parents=True, exist_ok=True)
     pid_file = registry / str(process.pid)
@@ -130,4 +132,4 @@ def _run_trainer(settings: Settings, job_id: str, token: str) -> int | None:
         return None
     finally:
         pid_file.unlink(missing_ok=True)
-        start_standby()  # for the next job, while this worker waits for it
+        start_standby()  # unless the one started with this job is still waiting

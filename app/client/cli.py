@@ -84,20 +84,26 @@ def template(
 def serve(
     host: Annotated[str | None, typer.Option(help="listen address (default: HOST or 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default: PORT or 8000)")] = None,
-    worker: Annotated[bool, typer.Option(help="also start one worker")] = True,
+    worker: Annotated[bool, typer.Option(help="also start a worker")] = True,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=256, help="jobs trained at once (default: WORKER_CONCURRENCY, else cores)"),
+    ] = None,
 ) -> None:
-    """Run the API and one worker: SQLite and a filesystem broker under NNFORGE_HOME unless DATABASE_URL and
+    """Run the API and a worker: SQLite and a filesystem broker under NNFORGE_HOME unless DATABASE_URL and
     REDIS_URL say otherwise. Migrates the database first; Ctrl-C stops everything."""
     from app.client.serve import serve as run_service
     from app.core.settings import Settings
 
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    given = {"host": host, "port": port, "worker_concurrency": workers}
+    overrides = {k: v for k, v in given.items() if v is not None}
     raise typer.Exit(code=run_service(Settings(**overrides), with_worker=worker))  # type: ignore[arg-type]
 
 
 @cli.command()
 def worker() -> None:
-    """Run one Celery worker (queues by WORKER_DEVICE: cpu, gpu, or auto-detected)."""
+    """Run a Celery worker (queues by WORKER_DEVICE: cpu, gpu, or auto-detected; WORKER_CONCURRENCY jobs at
+    once, by default one per GPU or enough to use the cores)."""
     from app.client.serve import worker_command
     from app.core.queue import ensure_broker_folders
     from app.core.settings import get_settings

@@ -1,4 +1,5 @@
-"""`nnforge serve`: migrate, then run the API and one worker as child processes and stop them together."""
+"""`nnforge serve`: migrate, then run the API and a worker (WORKER_CONCURRENCY slots) as child processes and
+stop them together."""
 
 import ipaddress
 import os
@@ -30,6 +31,16 @@ def worker_device(settings: Settings) -> str:
     return "cpu"
 
 
+def worker_concurrency(settings: Settings, device: str) -> int:
+    """Jobs one worker trains at once: WORKER_CONCURRENCY, else one per GPU worker, else enough to use the
+    cores (each training process uses TORCH_THREADS of them)."""
+    if settings.worker_concurrency is not None:
+        return settings.worker_concurrency
+    if device == "gpu":
+        return 1
+    return max(1, len(os.sched_getaffinity(0)) // settings.torch_threads)
+
+
 def worker_command(settings: Settings) -> list[str]:
     device = worker_device(settings)
     return [
@@ -42,7 +53,7 @@ def worker_command(settings: Settings) -> list[str]:
         "--pool",
         "prefork",
         "--concurrency",
-        "1",
+        str(worker_concurrency(settings, device)),
         "--queues",
         ",".join(QUEUES_FOR_WORKER[device]),
         "--hostname",

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
         pattern="^(auto|cpu|gpu)$",
         description="which queues a worker takes: cpu, gpu, or auto (gpu if nvidia-smi works)",
     )
+    worker_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="training processes per worker (jobs at once); default: 1 on a GPU worker, else the "
+        "cores this process may use ÷ TORCH_THREADS",
+    )
     heartbeat_seconds: float = Field(
         default=1.0, gt=0, le=60, description="how often a running job writes progress and reads cancel"
     )
