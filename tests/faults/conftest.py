@@ -1,6 +1,5 @@
 """Fixtures for fault tests: private servers, a migrated database, settings with short leases."""
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +14,7 @@ def _needs(binary: str) -> None:
     import shutil
 
     if shutil.which(binary) is None and not list(Path("/usr/lib/postgresql").glob(f"*/bin/{binary}")):
-        if os.environ.get("CI"):
-            pytest.fail(f"{binary} is needed for the fault tests")
-        pytest.skip(f"{binary} is not installed")
+        pytest.skip(f"{binary} is not installed")  # a failure in CI (tests/conftest.py)
 
 
 @pytest.fixture
