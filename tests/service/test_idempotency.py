@@ -3,6 +3,7 @@
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from conftest import new_token
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -64,9 +65,21 @@ def test_fifty_concurrent_posts_with_one_key_make_exactly_one_job(client: TestCl
     assert set(codes) <= {202, 409} and 202 in codes  # 409: the first was still in flight
 
 
-def test_a_failed_first_request_frees_its_key(client: TestClient) -> None:
-    key = str(uuid.uuid4())
-    bad = client.post("/v1/jobs", json={**SPEC, "training": {"epochs": 0}}, headers={"Idempotency-Key": key})
+@pytest.mark.parametrize(
+    ("refused", "field"),
+    [
+        ({**SPEC, "training": {"epochs": 0}}, "training.epochs"),  # refused by the schema, before the key
+        ({**SPEC, "dataset": {"id": "no-such-dataset"}}, "dataset.id"),  # refused after the key was reserved
+    ],
+)
+def test_a_failed_first_request_frees_its_key(client: TestClient, refused: dict, field: str) -> None:
+    key, name = str(uuid.uuid4()), f"retry-{uuid.uuid4().hex[:6]}"
+    bad = client.post("/v1/jobs", json=refused, headers={"Idempotency-Key": key})
     assert bad.status_code == 422
-    good = client.post("/v1/jobs", json={**SPEC, "training": {"epochs": 0}}, headers={"Idempotency-Key": key})
-    assert good.status_code == 422  # validated again, not replayed and not "in flight"
+    assert bad.json()["errors"][0]["field"] == field
+    # A stored 422 would be replayed or refused as another body, a key left reserved would be a 409.
+    good = client.post("/v1/jobs", json={**SPEC, "name": name}, headers={"Idempotency-Key": key})
+    assert good.status_code == 202, good.text
+    assert _jobs_named(client, name) == 1
+    again = client.post("/v1/jobs", json={**SPEC, "name": name}, headers={"Idempotency-Key": key})
+    assert (again.status_code, again.json()) == (202, good.json())  # the key now holds the job
