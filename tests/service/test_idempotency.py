@@ -77,7 +77,7 @@ def test_a_failed_first_request_frees_its_key(client: TestClient, refused: dict,
     bad = client.post("/v1/jobs", json=refused, headers={"Idempotency-Key": key})
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == field
-    # A stored 422 would be replayed or refused as another body, a key left reserved would be a 409.
+    # A stored 422 or a key left reserved would answer 422 ("a different request body") or 409 (in flight).
     good = client.post("/v1/jobs", json={**SPEC, "name": name}, headers={"Idempotency-Key": key})
     assert good.status_code == 202, good.text
     assert _jobs_named(client, name) == 1
