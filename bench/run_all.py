@@ -23,6 +23,7 @@ PLAN: dict[str, list[str]] = {
     "service_throughput": ["--rounds", "3", "--seconds", "0.8", "--startup-jobs", "5"],
     "time_to_accuracy": ["--rounds", "3"],
     "dispatch_latency": ["--jobs", "10"],
+    "back_to_back": ["--jobs", "10"],
     "api_load": ["--seconds", "3"],
     "scale": ["--requests", "10"],
     "worker_memory": ["--jobs", "10"],
