@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             )
     console.print(
         table(
-            f"{args.jobs} back-to-back jobs POSTed at once (digits MLP, {args.epochs} epochs, other defaults)",
+            f"{args.jobs} back-to-back jobs POSTed at once (digits MLP, {args.epochs} epochs)",
             ["broker + database", "slots", "train s/job", "Σ train s", "wall s", "wall ÷ Σ", "target", ""],
             rows,
             machine(),
