@@ -251,6 +251,12 @@ def _npz_members(archive: zipfile.ZipFile, name: str) -> dict[str, zipfile.ZipIn
             name,
             f"unexpected members {_quoted(unexpected)}: a .npz upload holds x.npy and optionally y.npy only",
         )
+    # np.savez writes no comments; a damaged comment length swallows the members after it (y.npy, unseen)
+    commented = [info.filename for info in archive.infolist() if info.comment]
+    if commented:
+        raise _invalid(
+            name, f"members {_quoted(commented)} carry comments: the archive is damaged, save it again"
+        )
     duplicated = sorted(n for n, count in Counter(names).items() if count > 1)
     if duplicated:
         raise _invalid(
