@@ -20,6 +20,7 @@ class DatasetInfo(BaseModel):
     target_shape: tuple[int, ...] = ()
     num_classes: int | None = None
     classes: tuple[int | str, ...] | None = None  # the original label of each class index, when not 0..C-1
+    feature_names: tuple[str, ...] | None = None  # a CSV's header, less the label column
     description: str = ""
 
     @property

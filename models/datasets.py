@@ -116,7 +116,9 @@ def load_raw(ref: DatasetRef, *, resolve_uploaded: UploadedResolver | None = Non
     if ref.path is not None:
         from models.uploads import read_dataset_file
 
-        return read_dataset_file(ref.path, name=Path(ref.path).name, label_column=ref.label_column)
+        return read_dataset_file(
+            ref.path, name=Path(ref.path).name, label_column=ref.label_column, unlabelled=ref.unlabelled
+        )
     if resolve_uploaded is None:
         raise SpecError.single(
             "dataset.id", ref.id, "uploaded datasets are only available through the service"

@@ -6,7 +6,7 @@ spec knows the input view it needs and its parameter count for a dataset, comput
 
 import itertools
 from math import prod
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
@@ -55,6 +55,13 @@ def _image_view(arch_field: str, info: DatasetInfo) -> tuple[int, int, int]:
     )
 
 
+class ArchSpec(Spec):
+    """An architecture's spec: a member of the `ModelSpec` union, with its starter jobs."""
+
+    # Template name -> a job spec that learns in under a minute on a CPU (models/templates.py collects them).
+    templates: ClassVar[dict[str, dict[str, Any]]]
+
+
 class Problem(BaseModel):
     """What a network must map: the input view it receives and the size of its output."""
 
@@ -66,13 +73,22 @@ class Problem(BaseModel):
 # ----------------------------------------------------------------------------------------------- models
 
 
-class MLPSpec(Spec):
+class MLPSpec(ArchSpec):
     """Multilayer perceptron: hidden layers h = f(W h + b), then a linear output layer."""
 
     arch: Literal["mlp"] = "mlp"
     hidden_sizes: list[Width] = Field(default_factory=lambda: [128, 64], max_length=limits.MAX_LAYERS)
     activation: Activation = "relu"
     dropout: Probability = 0.0
+
+    templates = {
+        "mlp": {
+            "dataset": {"name": "digits"},
+            "model": {"arch": "mlp", "hidden_sizes": [256, 128], "activation": "gelu", "dropout": 0.2},
+            "optimizer": {"name": "adam", "lr": 0.001},
+            "training": {"epochs": 30, "batch_size": 64, "seed": 0},
+        },
+    }
 
     def problem(self, info: DatasetInfo) -> Problem:
         return Problem(input_shape=(info.num_features,), output_size=_supervised_output_size(info))
@@ -90,7 +106,7 @@ class ConvBlockSpec(Spec):
     pool: Literal["max", "avg", "none"] = "max"  # 2×2 pooling with stride 2 after the activation
 
 
-class CNNSpec(Spec):
+class CNNSpec(ArchSpec):
     """Convolution blocks (conv → [batch norm] → activation → pool), then fully connected layers."""
 
     arch: Literal["cnn"] = "cnn"
@@ -103,6 +119,20 @@ class CNNSpec(Spec):
     batch_norm: bool = False
     hidden_sizes: list[Width] = Field(default_factory=lambda: [64], max_length=limits.MAX_LAYERS)
     dropout: Probability = 0.0
+
+    templates = {
+        "cnn": {
+            "dataset": {"name": "digits"},
+            "model": {
+                "arch": "cnn",
+                "conv_blocks": [{"channels": 16}, {"channels": 32}],
+                "batch_norm": True,
+                "hidden_sizes": [64],
+            },
+            "optimizer": {"name": "adam", "lr": 0.002},
+            "training": {"epochs": 20, "batch_size": 64, "seed": 0},
+        },
+    }
 
     def feature_map_shapes(self, info: DatasetInfo) -> list[tuple[int, int, int]]:
         """(C, H, W) after each block; raises SpecError naming the block where the map vanishes."""
@@ -143,7 +173,7 @@ class CNNSpec(Spec):
 _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
-class RNNSpec(Spec):
+class RNNSpec(ArchSpec):
     """Recurrent network: h_t = f(W_h h_{t-1} + W_x x_t + b) (or an LSTM/GRU cell), then a linear head:
     the last state for sequence classification, y_t = W_y h_t + c at every step for per-step regression."""
 
@@ -155,6 +185,21 @@ class RNNSpec(Spec):
     bidirectional: bool = False
     dropout: Probability = 0.0  # between stacked layers
     head: Literal["auto", "last", "per_step"] = "auto"
+
+    templates = {
+        "rnn": {
+            "dataset": {"name": "digits"},
+            "model": {"arch": "rnn", "cell": "rnn", "nonlinearity": "tanh", "hidden_size": 128},
+            "optimizer": {"name": "adam", "lr": 0.002, "grad_clip_norm": 1.0},
+            "training": {"epochs": 30, "batch_size": 64, "seed": 0},
+        },
+        "rnn-sine": {
+            "dataset": {"name": "sine"},
+            "model": {"arch": "rnn", "cell": "lstm", "hidden_size": 64},
+            "optimizer": {"name": "adam", "lr": 0.005},
+            "training": {"epochs": 30, "batch_size": 32, "seed": 0},
+        },
+    }
 
     def problem(self, info: DatasetInfo) -> Problem:
         shape = info.sample_shape
@@ -204,6 +249,12 @@ class MLPBodySpec(Spec):
     hidden_sizes: list[Width] = Field(default_factory=lambda: [128, 128], max_length=limits.MAX_LAYERS)
     activation: Activation = "leaky_relu"
 
+    def generator_parameters(self, latent: int, shape: tuple[int, ...]) -> int:
+        return _mlp_params(latent, self.hidden_sizes, prod(shape))
+
+    def discriminator_parameters(self, shape: tuple[int, ...]) -> int:
+        return _mlp_params(prod(shape), self.hidden_sizes, 1)
+
 
 class ConvBodySpec(Spec):
     """DCGAN-style body for image data: two stride-2 (transposed) convolutions; H and W divisible by 4."""
@@ -211,6 +262,29 @@ class ConvBodySpec(Spec):
     kind: Literal["conv"] = "conv"
     channels: Annotated[int, Field(ge=2, le=limits.MAX_CHANNELS)] = 64
     activation: Activation = "leaky_relu"
+
+    def generator_parameters(self, latent: int, shape: tuple[int, ...]) -> int:
+        # Linear(z → base·H/4·W/4), BN, ConvT(base → half), BN, ConvT(half → C)
+        channels, height, width = shape
+        base, half, quarter = self.channels, self.channels // 2, (height // 4) * (width // 4)
+        return (
+            _linear_params(latent, base * quarter)
+            + 2 * base
+            + (base * half * 16 + half)
+            + 2 * half
+            + (half * channels * 16 + channels)
+        )
+
+    def discriminator_parameters(self, shape: tuple[int, ...]) -> int:
+        # Conv(C → half), Conv(half → base), BN, Linear(base·H/4·W/4 → 1)
+        channels, height, width = shape
+        base, half, quarter = self.channels, self.channels // 2, (height // 4) * (width // 4)
+        return (
+            (channels * half * 16 + half)
+            + (half * base * 16 + base)
+            + 2 * base
+            + _linear_params(base * quarter, 1)
+        )
 
 
 def _body_kind(body: Any) -> str:
@@ -223,7 +297,7 @@ GANBodySpec = Annotated[
 ]
 
 
-class GANSpec(Spec):
+class GANSpec(ArchSpec):
     """Generator G(z) and discriminator D(x) trained on min_G max_D E[log D(x)] + E[log(1 − D(G(z)))]."""
 
     arch: Literal["gan"] = "gan"
@@ -235,6 +309,32 @@ class GANSpec(Spec):
     loss: Literal["minimax", "non_saturating"] = "non_saturating"
     d_steps: Annotated[int, Field(ge=1, le=limits.MAX_D_STEPS)] = 1
     discriminator_optimizer: "OptimizerSpec | None" = None  # default: the job's optimizer
+
+    templates = {
+        "gan": {
+            "dataset": {"name": "gaussian-ring"},
+            # Smooth (tanh) bodies cover all 8 modes; with leaky ReLU the generator collapses onto one or two.
+            "model": {
+                "arch": "gan",
+                "latent_dim": 16,
+                "generator": {"hidden_sizes": [128, 128], "activation": "tanh"},
+                "discriminator": {"hidden_sizes": [128, 128], "activation": "tanh"},
+            },
+            "optimizer": {"name": "adam", "lr": 0.001, "betas": [0.5, 0.999]},
+            "training": {"epochs": 80, "batch_size": 128, "seed": 0},
+        },
+        "gan-conv": {
+            "dataset": {"name": "digits"},
+            "model": {
+                "arch": "gan",
+                "latent_dim": 32,
+                "generator": {"kind": "conv", "channels": 64},
+                "discriminator": {"kind": "conv", "channels": 64},
+            },
+            "optimizer": {"name": "adam", "lr": 0.0005, "betas": [0.5, 0.999]},
+            "training": {"epochs": 20, "batch_size": 64, "seed": 0},
+        },
+    }
 
     def problem(self, info: DatasetInfo) -> Problem:
         if info.task == "regression":
@@ -259,42 +359,28 @@ class GANSpec(Spec):
 
     def num_parameters(self, info: DatasetInfo) -> int:
         shape = self.problem(info).input_shape
-        features = prod(shape)
-        return _body_params(self.generator, self.latent_dim, shape, features, generator=True) + _body_params(
-            self.discriminator, 1, shape, features, generator=False
-        )
+        generator = self.generator.generator_parameters(self.latent_dim, shape)
+        return generator + self.discriminator.discriminator_parameters(shape)
 
 
-def _body_params(
-    body: MLPBodySpec | ConvBodySpec, latent: int, shape: tuple[int, ...], features: int, *, generator: bool
-) -> int:
-    if isinstance(body, MLPBodySpec):
-        return (
-            _mlp_params(latent, body.hidden_sizes, features)
-            if generator
-            else _mlp_params(features, body.hidden_sizes, 1)
-        )
-    channels = shape[0] if len(shape) == 3 else 1
-    height, width = (shape[1], shape[2]) if len(shape) == 3 else (shape[0], shape[0])
-    base, half, quarter = body.channels, body.channels // 2, (height // 4) * (width // 4)
-    if generator:  # Linear(z → base·H/4·W/4), BN, ConvT(base → half), BN, ConvT(half → C)
-        return (
-            _linear_params(latent, base * quarter)
-            + 2 * base
-            + (base * half * 16 + half)
-            + 2 * half
-            + (half * channels * 16 + channels)
-        )
-    # Conv(C → half), Conv(half → base), BN, Linear(base·H/4·W/4 → 1)
-    return (
-        (channels * half * 16 + half)
-        + (half * base * 16 + base)
-        + 2 * base
-        + _linear_params(base * quarter, 1)
-    )
-
-
+# Adding an architecture: its spec here, in this union, and its module, models/archs/<arch>.py, which
+# registers its network and procedure; the registry, the catalog and the templates all follow this union.
 ModelSpec = Annotated[MLPSpec | CNNSpec | RNNSpec | GANSpec, Field(discriminator="arch")]
+
+
+def union_members(union: Any) -> list[type[Spec]]:
+    """The spec classes of a discriminated union (`ModelSpec`, `OptimizerSpec`, ...), in declaration order."""
+    members = get_args(get_args(union)[0])
+    return [get_args(m)[0] if get_origin(m) is Annotated else m for m in members]
+
+
+def arch_specs() -> dict[str, type[ArchSpec]]:
+    """Each architecture's name (its `arch` tag) and spec class, in the union's order."""
+    specs: dict[str, type[ArchSpec]] = {}
+    for member in union_members(ModelSpec):
+        assert issubclass(member, ArchSpec)
+        specs[member.model_fields["arch"].default] = member
+    return specs
 
 
 def _supervised_output_size(info: DatasetInfo) -> int:
@@ -404,6 +490,8 @@ class DatasetRef(Spec):
     id: str | None = Field(default=None, max_length=64)
     path: str | None = Field(default=None, max_length=4096)
     label_column: str | None = Field(default=None, max_length=256)  # CSV files: the target column
+    # CSV files without label_column: confirms that a column named like a target (label, y…) is a feature
+    unlabelled: bool = False
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> "DatasetRef":
@@ -478,20 +566,17 @@ def issue_reason(err: Any) -> str:
     return str(err["msg"]).removeprefix("Value error, ")
 
 
-_UNION_TAGS = {
-    "mlp",
-    "cnn",
-    "rnn",
-    "gan",
-    "conv",
-    "sgd",
-    "momentum",
-    "adagrad",
-    "rmsprop",
-    "adam",
-    "step",
-    "cosine",
-}
+def _tagged_union_choices(schema: Any) -> set[str]:
+    if isinstance(schema, dict):
+        found = set(schema["choices"]) if schema.get("type") == "tagged-union" else set()
+        return found.union(*(_tagged_union_choices(value) for value in schema.values()))
+    if isinstance(schema, list):
+        return set().union(*(_tagged_union_choices(value) for value in schema))
+    return set()
+
+
+# The tags pydantic inserts into error locations: the choices of every tagged union it validates a job with.
+_UNION_TAGS = frozenset(_tagged_union_choices(JobSpec.__pydantic_core_schema__))
 
 
 def dotted_path(raw: Any, loc: tuple[int | str, ...]) -> str:

@@ -64,6 +64,7 @@ _READ_ERRORS = (
     OverflowError,
     tokenize.TokenError,  # numpy re-tokenizes headers it cannot parse, in case Python 2 wrote them
 )
+TARGET_LIKE_COLUMNS = ("label", "target", "class", "y")  # compared lower-cased
 _LISTED_NAMES = 20  # how many column or member names an error message lists before "… and N more"
 
 
@@ -73,8 +74,10 @@ def read_dataset_file(
     name: str,
     file_format: FileFormat | None = None,
     label_column: str | None = None,
+    unlabelled: bool = False,
 ) -> RawDataset:
-    """Reads an upload given as bytes (`file_format` required) or as a path (format from its suffix)."""
+    """Reads an upload given as bytes (`file_format` required) or as a path (format from its suffix). A CSV
+    without `label_column` must say `unlabelled` when a column's name makes it look like the target."""
     if isinstance(source, bytes):
         if file_format is None:
             raise _invalid(name, "the upload is given as bytes, so file_format ('npz' or 'csv') is required")
@@ -88,7 +91,7 @@ def read_dataset_file(
             raise _invalid(name, "label_column applies to CSV files only: a .npz carries its labels as y.npy")
         return read_npz(data, name=name)
     if file_format == "csv":
-        return read_csv(data, name=name, label_column=label_column)
+        return read_csv(data, name=name, label_column=label_column, unlabelled=unlabelled)
     raise _invalid(name, f"unknown file_format {file_format!r}: use 'npz' or 'csv'")
 
 
@@ -177,7 +180,9 @@ def _class_targets(indices: np.ndarray, classes: Sequence[int | str]) -> _Target
     return _Targets(indices.astype(np.int64), "classification", (), len(classes), original)
 
 
-def _dataset(name: str, x: np.ndarray, targets: _Targets) -> RawDataset:
+def _dataset(
+    name: str, x: np.ndarray, targets: _Targets, *, feature_names: tuple[str, ...] | None = None
+) -> RawDataset:
     info = DatasetInfo(
         name=name,
         task=targets.task,
@@ -186,6 +191,7 @@ def _dataset(name: str, x: np.ndarray, targets: _Targets) -> RawDataset:
         target_shape=targets.target_shape,
         num_classes=targets.num_classes,
         classes=targets.classes,
+        feature_names=feature_names,
     )
     return RawDataset(info=info, x=x, y=targets.y)
 
@@ -412,7 +418,7 @@ class _CsvColumns:
         return [n for i, n in enumerate(self.names) if i != self.label]
 
 
-def read_csv(data: bytes, *, name: str, label_column: str | None) -> RawDataset:
+def read_csv(data: bytes, *, name: str, label_column: str | None, unlabelled: bool = False) -> RawDataset:
     """A header row, then one sample per row: float features and, in `label_column`, labels or targets."""
     _check_upload_size(len(data), name)
     _check_utf8(data, name)
@@ -420,13 +426,31 @@ def read_csv(data: bytes, *, name: str, label_column: str | None) -> RawDataset:
     reader = csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline=""))
     try:
         columns = _csv_columns(reader, label_column, name)
+        if columns.label is None and not unlabelled:
+            _refuse_a_target_among_features(columns.names)
         features, labels, lines = _csv_rows(reader, columns, name)
     except csv.Error as error:
         raise _invalid(name, f"line {reader.line_num}: {error}") from error
     x = _csv_features(features, columns, lines, name)
-    if columns.label is None:
-        return _dataset(name, x, _Targets(None, "unlabelled"))
-    return _dataset(name, x, _csv_targets(labels, columns.names[columns.label], lines, name))
+    targets = (
+        _Targets(None, "unlabelled")
+        if columns.label is None
+        else _csv_targets(labels, columns.names[columns.label], lines, name)
+    )
+    return _dataset(name, x, targets, feature_names=tuple(columns.features))
+
+
+def _refuse_a_target_among_features(header: list[str]) -> None:
+    """A column named like a target, with no label_column, is far more often a forgotten label_column than
+    a feature: ask instead of silently training an unlabelled model on it."""
+    named = next((n for n in header if n.strip().lower() in TARGET_LIKE_COLUMNS), None)
+    if named is not None:
+        raise SpecError.single(
+            "label_column",
+            None,
+            f"the header has a column named {named!r}, which looks like the target: set "
+            f"label_column={named!r} to learn it, or unlabelled=true to keep every column as a feature",
+        )
 
 
 def _check_utf8(data: bytes, name: str) -> None:

@@ -143,6 +143,7 @@ def load_dataset(store: JobStore, claimed: ClaimedJob) -> RawDataset | None:
         name=filename,
         file_format=file_format,  # type: ignore[arg-type]
         label_column=label_column,
+        unlabelled=label_column is None,  # the upload was accepted as it is: asked and answered then
     )
 
 

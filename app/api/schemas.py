@@ -98,7 +98,10 @@ class DatasetPublic(BaseModel):
     target_shape: list[int]
     num_classes: int | None
     classes: list[int | str] | None
+    feature_names: list[str] | None = Field(default=None, description="a CSV's columns, less the label")
     description: str
+    filename: str | None = None
+    label_column: str | None = None
     format: str | None = None
     size: int | None = None
     sha256: str | None = None

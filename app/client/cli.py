@@ -2,6 +2,7 @@
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ from rich.console import Console
 from app.client import cli_jobs
 from app.client.spec_files import apply_overrides, read_spec_file
 from models.errors import SpecError
-from models.specs import parse_job_spec
+from models.specs import DatasetRef, JobSpec, parse_job_spec
 from models.templates import TEMPLATES
 
 cli = typer.Typer(
@@ -39,8 +40,11 @@ def train(
         list[str] | None, typer.Option("--set", help="override a field: optimizer.lr=0.01")
     ] = None,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads")] = 1,
+    url: cli_jobs.UrlOpt = None,
+    token: cli_jobs.TokenOpt = None,
 ) -> None:
-    """Train a spec locally, without the service: a progress bar, a line per epoch, a checkpoint file."""
+    """Train a spec locally, without the service: a progress bar, a line per epoch, a checkpoint file. A
+    spec's `dataset: {id}` is downloaded from the service (--url, NNFORGE_URL, or the local one)."""
     try:
         spec = parse_job_spec(apply_overrides(read_spec_file(spec_file), set_ or []))
     except SpecError as error:
@@ -53,16 +57,31 @@ def train(
     torch.set_num_threads(threads)
     destination = out or spec_file.with_suffix(".pt")
     hook = RichProgressHook(console, destination)
-    try:
-        with hook:
-            result = fit(spec, hook=hook)
-    except SpecError as error:
-        _fail(error)
+    with tempfile.TemporaryDirectory(prefix="nnforge-dataset-") as scratch:
+        if spec.dataset.id is not None:
+            spec = _with_downloaded_dataset(spec, Path(scratch), url, token, spec_file)
+        try:
+            with hook:
+                result = fit(spec, hook=hook)
+        except SpecError as error:
+            _fail(error)
     console.print(
         f"{result.status}: "
         + "  ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k.startswith("test_"))
     )
     console.print(f"checkpoint: {destination}")
+
+
+def _with_downloaded_dataset(
+    spec: JobSpec, folder: Path, url: str | None, token: str | None, spec_file: Path
+) -> JobSpec:
+    """The spec with its uploaded `dataset: {id}` replaced by the file, downloaded from the service."""
+    assert spec.dataset.id is not None
+    with cli_jobs.remote(spec_file):
+        path, info = cli_jobs.client(url, token).download_dataset(spec.dataset.id, folder)
+    label = info["label_column"]
+    dataset = DatasetRef(path=str(path), label_column=label, unlabelled=label is None)
+    return spec.model_copy(update={"dataset": dataset})
 
 
 @cli.command()

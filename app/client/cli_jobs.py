@@ -277,13 +277,28 @@ def download(
 def datasets_upload(
     file: Annotated[Path, typer.Argument(help=".npz (x, optional y) or .csv", exists=True, dir_okay=False)],
     label_column: Annotated[str | None, typer.Option(help="CSV: the target column")] = None,
+    unlabelled: Annotated[
+        bool,
+        typer.Option(help="CSV without --label-column: a column named label/target/class/y is a feature"),
+    ] = False,
+    name: Annotated[str | None, typer.Option(help="what to call it (default: the file's name)")] = None,
+    description: Annotated[str | None, typer.Option(help="a line about it")] = None,
+    force: Annotated[bool, typer.Option(help="store it again even if these bytes were uploaded")] = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
-    """Upload a dataset; reference it in a spec as `dataset: {id: …}`."""
+    """Upload a dataset; reference it in a spec as `dataset: {id: …}`. The same file again answers the
+    dataset stored before."""
     with remote():
-        dataset = client(url, token).upload_dataset(file, label_column=label_column)
+        dataset = client(url, token).upload_dataset(
+            file,
+            label_column=label_column,
+            unlabelled=unlabelled,
+            name=name,
+            description=description,
+            force=force,
+        )
     if output is Output.json:
         print_json(dataset)
         return

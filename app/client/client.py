@@ -84,13 +84,36 @@ class Client:
                 break
         return found
 
+    def dataset(self, dataset_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/v1/datasets/{dataset_id}").json()  # type: ignore[no-any-return]
+
+    def download_dataset(self, dataset_id: str, folder: str | Path) -> tuple[Path, dict[str, Any]]:
+        """An uploaded dataset's file, saved in `folder` under its original name, and what the service
+        says of it (its label_column, classes, ...)."""
+        info = self.dataset(dataset_id)
+        target = Path(folder) / Path(info["filename"]).name
+        target.write_bytes(self.request("GET", f"/v1/datasets/{dataset_id}/file").content)
+        return target, info
+
     def datasets(self) -> list[dict[str, Any]]:
         return self.request("GET", "/v1/datasets").json()["items"]  # type: ignore[no-any-return]
 
-    def upload_dataset(self, path: str | Path, *, label_column: str | None = None) -> dict[str, Any]:
+    def upload_dataset(
+        self,
+        path: str | Path,
+        *,
+        label_column: str | None = None,
+        unlabelled: bool = False,
+        name: str | None = None,
+        description: str | None = None,
+        force: bool = False,
+    ) -> dict[str, Any]:
+        """Upload a .npz or .csv; the same bytes uploaded before answer that dataset unless `force`."""
         path = Path(path)
+        fields = {"label_column": label_column, "name": name, "description": description}
+        data = {k: v for k, v in fields.items() if v is not None}
+        data |= {k: "true" for k, v in {"unlabelled": unlabelled, "force": force}.items() if v}
         with path.open("rb") as handle:
-            data = {"label_column": label_column} if label_column else {}
             return self.request(
                 "POST",
                 "/v1/datasets",

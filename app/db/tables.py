@@ -124,6 +124,8 @@ class Dataset(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64), default="local", index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
     filename: Mapped[str] = mapped_column(String(255))
     format: Mapped[str] = mapped_column(String(8))
     label_column: Mapped[str | None] = mapped_column(String(256))
@@ -132,6 +134,9 @@ class Dataset(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    # A second upload of the same bytes is found by content, not stored again.
+    __table_args__ = (Index("ix_dataset_owner_sha256", "owner", "sha256"),)
 
 
 class ApiToken(Base):
