@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models.assemble import build_network
 from models.dataset_info import DatasetInfo
 from models.specs import JobSpec
 
@@ -157,22 +158,18 @@ class NormalizedModel(nn.Module):
 
 def load_model(source: str | os.PathLike[str] | BinaryIO | bytes | dict[str, Any]) -> NormalizedModel:
     """Rebuild the trained network from a checkpoint file alone, in eval mode, taking raw inputs."""
-    from models.registry import get_architecture
-
     checkpoint = source if isinstance(source, dict) else read_checkpoint(source)
-    spec = JobSpec.model_validate(checkpoint["spec"])
-    info = DatasetInfo.model_validate(checkpoint["dataset_info"])
-    problem = spec.model.problem(info)
-    architecture = get_architecture(spec.model.arch)
-    network = architecture.build(spec.model, problem)
-    network.load_state_dict(checkpoint["model"])
+    network = build_network(
+        JobSpec.model_validate(checkpoint["spec"]), DatasetInfo.model_validate(checkpoint["dataset_info"])
+    )
+    network.module.load_state_dict(checkpoint["model"])
     norm = checkpoint["normalization"]
     model = NormalizedModel(
-        network,
+        network.module,
         norm["mean"],
         norm["std"],
-        problem.input_shape,
-        generative=architecture.generative,
+        network.problem.input_shape,
+        generative=network.architecture.generative,
         spec=checkpoint["spec"],
         info=checkpoint["dataset_info"],
     )

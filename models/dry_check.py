@@ -5,11 +5,10 @@ from contextlib import nullcontext
 
 import torch
 
+from models.assemble import build_network, build_optimizers
 from models.dataset_info import DatasetInfo
 from models.errors import SpecError
-from models.optim import build_optimizer
 from models.procedures import EvalContext, StepContext, step_metrics
-from models.registry import get_architecture
 from models.specs import JobSpec, check_against_dataset
 
 SAMPLES = 2
@@ -19,7 +18,6 @@ def dry_check(spec: JobSpec, info: DatasetInfo) -> int:
     """Raise SpecError if `spec` cannot train on a dataset shaped like `info`; returns the parameter count."""
     count = check_against_dataset(spec, info)
     problem = spec.model.problem(info)
-    architecture = get_architecture(spec.model.arch)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         x = torch.randn(SAMPLES, *problem.input_shape)
@@ -30,13 +28,15 @@ def dry_check(spec: JobSpec, info: DatasetInfo) -> int:
         else:
             y = None
         try:
-            model = architecture.build(spec.model, problem)
-            groups = architecture.procedure.parameter_groups(model, spec.model)
-            optimizers = {g: build_optimizer(o or spec.optimizer, p) for g, (p, o) in groups.items()}
-            ctx = StepContext(model, optimizers, info.task, spec.model, nullcontext)
-            metrics = step_metrics(architecture.procedure, [architecture.procedure.train_step(ctx, x, y)])
+            network = build_network(spec, info)
+            model, procedure = network.module, network.architecture.procedure
+            built = build_optimizers(spec, procedure, model, steps_per_epoch=1)
+            ctx = StepContext(
+                model, built.optimizers, info.task, spec.model, nullcontext, None, built.grad_clip_norm
+            )
+            metrics = step_metrics(procedure, [procedure.train_step(ctx, x, y)])
             model.eval()
-            architecture.procedure.evaluate(
+            procedure.evaluate(
                 EvalContext(
                     model,
                     info.task,

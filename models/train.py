@@ -1,34 +1,25 @@
 """`fit()`: the one training function behind the worker, the CLI, the tests and the benchmarks.
 
 Callers observe and steer a run through one `Hook`: step and epoch metrics, checkpoints, and a stop request
-checked after every step. The loop never branches on the architecture; the registry supplies the network
-and its procedure (supervised or adversarial).
+checked after every step. The run itself (data, network, procedure, optimizers) comes from `models.assemble`;
+the loop never branches on the architecture: the procedure (supervised or adversarial) takes each step.
 """
 
-import logging
-import math
-import random
 import time
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-import numpy as np
 import torch
 from torch import nn
 
+from models.assemble import Run, assemble
 from models.checkpoint import Progress, make_checkpoint, restore_rng, rng_state
-from models.data import PreparedData, prepare
 from models.datasets import load_raw
 from models.errors import SpecError
-from models.optim import build_optimizer, build_scheduler
-from models.procedures import EvalContext, StepContext, StepOutputs, step_metrics
+from models.procedures import EvalContext, StepOutputs, step_metrics
 from models.raw_dataset import RawDataset
-from models.registry import get_architecture
 from models.samples import COUNTS, REFERENCE_COUNTS, SampleSet, sample_kind, sample_set
 from models.specs import JobSpec, check_against_dataset
-
-log = logging.getLogger("nnforge.train")
 
 FLUSH_STEPS = 32  # step metrics reach the hook in groups, so the loop synchronises once per group
 FLUSH_SECONDS = 1.0
@@ -80,14 +71,6 @@ class FitResult:
     checkpoint: dict[str, Any]
 
 
-def resolve_device(requested: str) -> torch.device:
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise SpecError.single("training.device", requested, "no CUDA device is available on this worker")
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
-
-
 def fit(
     spec: JobSpec,
     *,
@@ -99,65 +82,40 @@ def fit(
     from a checkpoint. `dataset` overrides `spec.dataset` (the service passes uploaded data this way)."""
     raw = dataset if dataset is not None else load_raw(spec.dataset)
     check_against_dataset(spec, raw.info)
-    run = _Run(spec, raw, resolve_device(spec.training.device))
+    loop = _Loop(assemble(spec, raw))
     if resume is not None:
-        run.restore(resume)
-    return run.train(hook or Hook())
+        loop.restore(resume)
+    return loop.train(hook or Hook())
 
 
-class _Run:
-    def __init__(self, spec: JobSpec, raw: RawDataset, device: torch.device) -> None:
-        self.spec, self.device, training = spec, device, spec.training
-        architecture = get_architecture(spec.model.arch)
-        self.procedure = architecture.procedure
-        problem = spec.model.problem(raw.info)
-        torch.manual_seed(training.seed)
-        np.random.seed(training.seed % 2**32)
-        random.seed(training.seed)
-        self.shuffle = torch.Generator().manual_seed(training.seed)
-        self.data: PreparedData = prepare(raw, problem, training, device)
-        self.model = architecture.build(spec.model, problem).to(device)
-        self.steps_per_epoch = math.ceil(self.data.size("train") / training.batch_size)
-        total_steps = self.steps_per_epoch * training.epochs
-        self.optimizers, self.schedulers, clip = {}, {}, {}
-        for group, (params, override) in self.procedure.parameter_groups(self.model, spec.model).items():
-            opt_spec = override or spec.optimizer
-            self.optimizers[group] = build_optimizer(opt_spec, params)
-            scheduler = build_scheduler(self.optimizers[group], opt_spec, self.steps_per_epoch, total_steps)
-            if scheduler is not None:
-                self.schedulers[group] = scheduler
-            clip[group] = opt_spec.grad_clip_norm
-        autocast, self.scaler = _mixed_precision(device, training.precision)
-        if device.type == "cuda":  # process-wide switches: each job trains in a process of its own
-            torch.backends.cuda.matmul.allow_tf32 = training.tf32
-            torch.backends.cudnn.allow_tf32 = training.tf32
-        network = self.procedure.compiled(self.model) if training.compile else self.model
-        self.step_ctx = StepContext(
-            network, self.optimizers, raw.info.task, spec.model, autocast, self.scaler, clip
-        )
-        self.autocast = autocast
+class _Loop:
+    """The training loop over an assembled run: its progress, the monitored metric, hooks, checkpoints."""
+
+    def __init__(self, run: Run) -> None:
+        self.run, self.spec, self.data, self.procedure = run, run.spec, run.data, run.procedure
         self.progress = Progress()
-        self.epoch_start_shuffle = self.shuffle.get_state()
+        self.epoch_start_shuffle = run.shuffle.get_state()
         monitor = self.procedure.monitor(
-            has_validation=self.data.size("val") > 0, has_quality=raw.quality is not None
+            has_validation=self.data.size("val") > 0, has_quality=self.data.quality is not None
         )
-        if training.early_stopping is not None:
-            monitor = (training.early_stopping.metric, training.early_stopping.mode)
+        early_stopping = self.spec.training.early_stopping
+        if early_stopping is not None:
+            monitor = (early_stopping.metric, early_stopping.mode)
         self.monitor = monitor
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         saved = JobSpec.model_validate(checkpoint["spec"])
         if saved.model_dump() != self.spec.model_dump():
             raise SpecError.single("resume", "checkpoint", "the checkpoint was written for a different spec")
-        self.model.load_state_dict(checkpoint["model"])
-        for name, optimizer in self.optimizers.items():
+        self.run.model.load_state_dict(checkpoint["model"])
+        for name, optimizer in self.run.optimizers.items():
             optimizer.load_state_dict(checkpoint["optimizers"][name])
-        for name, scheduler in self.schedulers.items():
+        for name, scheduler in self.run.schedulers.items():
             scheduler.load_state_dict(checkpoint["schedulers"][name])
-        if self.scaler is not None and checkpoint["scaler"]:
-            self.scaler.load_state_dict(checkpoint["scaler"])
+        if self.run.scaler is not None and checkpoint["scaler"]:
+            self.run.scaler.load_state_dict(checkpoint["scaler"])
         self.progress = Progress(**checkpoint["progress"])
-        restore_rng(checkpoint["rng"], self.shuffle)
+        restore_rng(checkpoint["rng"], self.run.shuffle)
 
     def train(self, hook: Hook) -> FitResult:
         training = self.spec.training
@@ -170,7 +128,7 @@ class _Run:
             if not self._train_epoch(hook):
                 checkpoint = self._checkpoint(metrics)
                 hook.on_checkpoint(checkpoint, None)
-                return FitResult(self.model, metrics, self.progress, "stopped", checkpoint)
+                return FitResult(self.run.model, metrics, self.progress, "stopped", checkpoint)
             metrics = self._end_epoch()
             early_stop = self._update_monitor(metrics)
             final = early_stop or self.progress.epoch == training.epochs
@@ -182,7 +140,7 @@ class _Run:
                 epoch=self.progress.epoch,
                 step=self.progress.step,
                 total_epochs=training.epochs,
-                steps_per_epoch=self.steps_per_epoch,
+                steps_per_epoch=self.run.steps_per_epoch,
                 metrics=metrics,
                 is_best=self.progress.best_epoch == self.progress.epoch,
                 final=final,
@@ -200,31 +158,31 @@ class _Run:
                 break
             if stop:
                 assert checkpoint is not None
-                return FitResult(self.model, metrics, self.progress, "stopped", checkpoint)
+                return FitResult(self.run.model, metrics, self.progress, "stopped", checkpoint)
         if checkpoint is None:  # resumed from a checkpoint of an already finished run
             metrics = {f"test_{k}": v for k, v in self._evaluate("test").items()}
             checkpoint = self._checkpoint(metrics)
-        return FitResult(self.model, metrics, self.progress, status, checkpoint)
+        return FitResult(self.run.model, metrics, self.progress, status, checkpoint)
 
     def _train_epoch(self, hook: Hook) -> bool:
         """Run the rest of the current epoch; False when the hook asked to stop before its end."""
-        progress, batch_size = self.progress, self.spec.training.batch_size
+        run, progress, batch_size = self.run, self.progress, self.spec.training.batch_size
         epoch = progress.epoch + 1
-        self.epoch_start_shuffle = self.shuffle.get_state()
+        self.epoch_start_shuffle = run.shuffle.get_state()
         # Drawn on the CPU (one generator, the same order on every device), copied without waiting.
-        order = torch.randperm(self.data.size("train"), generator=self.shuffle)
-        if self.device.type == "cuda":
-            order = order.pin_memory().to(self.device, non_blocking=True)
+        order = torch.randperm(self.data.size("train"), generator=run.shuffle)
+        if run.device.type == "cuda":
+            order = order.pin_memory().to(run.device, non_blocking=True)
         x, y = self.data.x["train"], self.data.y["train"]
         pending: list[_PendingStep] = []
         flushed_at = time.monotonic()
-        self.model.train()
-        for batch in range(progress.batch_in_epoch, self.steps_per_epoch):
+        run.model.train()
+        for batch in range(progress.batch_in_epoch, run.steps_per_epoch):
             index = order[batch * batch_size : (batch + 1) * batch_size]
             outputs = self.procedure.train_step(
-                self.step_ctx, x.index_select(0, index), None if y is None else y.index_select(0, index)
+                run.step_ctx, x.index_select(0, index), None if y is None else y.index_select(0, index)
             )
-            for scheduler in self.schedulers.values():
+            for scheduler in run.schedulers.values():
                 scheduler.step()
             progress.step += 1
             progress.batch_in_epoch = batch + 1
@@ -232,7 +190,7 @@ class _Run:
             if len(pending) >= FLUSH_STEPS or time.monotonic() - flushed_at > FLUSH_SECONDS:
                 self._flush(pending, epoch, hook)
                 flushed_at = time.monotonic()
-            if hook.should_stop() and progress.batch_in_epoch < self.steps_per_epoch:
+            if hook.should_stop() and progress.batch_in_epoch < run.steps_per_epoch:
                 self._flush(pending, epoch, hook)
                 return False
         self._flush(pending, epoch, hook)
@@ -242,11 +200,11 @@ class _Run:
         """Reduce the pending steps to metrics (one synchronisation), add them to the epoch's sums on the
         host and report them."""
         progress = self.progress
-        for run in _equal_batches(pending):
-            metrics = step_metrics(self.procedure, [step.outputs for step in run])
+        for steps in _equal_batches(pending):
+            metrics = step_metrics(self.procedure, [step.outputs for step in steps])
             keys = list(metrics)
             rows = torch.stack([metrics[key] for key in keys], 1).tolist()
-            for step, row in zip(run, rows, strict=True):
+            for step, row in zip(steps, rows, strict=True):
                 values = dict(zip(keys, row, strict=True))
                 for key, value in values.items():
                     progress.epoch_sums[key] = progress.epoch_sums.get(key, 0.0) + value * step.samples
@@ -259,7 +217,7 @@ class _Run:
         metrics = {f"train_{k}": v / progress.epoch_samples for k, v in progress.epoch_sums.items()}
         progress.epoch += 1
         progress.batch_in_epoch, progress.epoch_sums, progress.epoch_samples = 0, {}, 0
-        self.epoch_start_shuffle = self.shuffle.get_state()
+        self.epoch_start_shuffle = self.run.shuffle.get_state()
         if self.data.size("val"):
             metrics |= {f"val_{k}": v for k, v in self._evaluate("val").items()}
         return metrics
@@ -288,11 +246,11 @@ class _Run:
     def _evaluate(self, split: str) -> dict[str, float]:
         if not self.data.size(split):
             return {}
-        self.model.eval()
+        self.run.model.eval()
         try:
             return self.procedure.evaluate(self._eval_context(), self.data.x[split], self.data.y[split])
         finally:
-            self.model.train()
+            self.run.model.train()
 
     def _generate(self) -> SampleSet | None:
         """The procedure's samples of this epoch in raw units, beside real training samples; None for a
@@ -300,11 +258,11 @@ class _Run:
         generator moves them."""
         shape = self.data.info.sample_shape
         kind = sample_kind(shape)
-        self.model.eval()
+        self.run.model.eval()
         try:
             generated = self.procedure.generate(self._eval_context(), COUNTS[kind])
         finally:
-            self.model.train()
+            self.run.model.train()
         if generated is None:
             return None
         real = self.data.x["train"][: REFERENCE_COUNTS[kind]]
@@ -312,26 +270,26 @@ class _Run:
 
     def _eval_context(self) -> EvalContext:
         return EvalContext(
-            model=self.model,
+            model=self.run.model,
             task=self.data.info.task,
             spec=self.spec.model,
-            autocast=self.autocast,
+            autocast=self.run.autocast,
             denormalize=self.data.denormalize,
             quality=self.data.quality,
-            generator=torch.Generator(device=self.device).manual_seed(self.spec.training.seed + 1),
+            generator=torch.Generator(device=self.run.device).manual_seed(self.spec.training.seed + 1),
         )
 
     def _checkpoint(self, metrics: dict[str, float]) -> dict[str, Any]:
         # Mid-epoch, resuming must redraw the same permutation: keep the shuffle state of the epoch's start.
-        rng = rng_state(self.shuffle)
+        rng = rng_state(self.run.shuffle)
         rng["shuffle"] = self.epoch_start_shuffle.clone()
         return make_checkpoint(
             spec=self.spec,
             info=self.data.info,
-            model=self.model,
-            optimizers=self.optimizers,
-            schedulers=self.schedulers,
-            scaler=self.scaler,
+            model=self.run.model,
+            optimizers=self.run.optimizers,
+            schedulers=self.run.schedulers,
+            scaler=self.run.scaler,
             progress=self.progress,
             rng=rng,
             mean=self.data.mean,
@@ -356,17 +314,3 @@ def _equal_batches(pending: list[_PendingStep]) -> list[list[_PendingStep]]:
         else:
             runs.append([step])
     return runs
-
-
-def _mixed_precision(device: torch.device, precision: str) -> tuple[Any, torch.amp.GradScaler | None]:
-    if precision == "fp32":
-        return nullcontext, None
-    if device.type != "cuda":
-        log.warning("precision %s is CUDA-only autocast; training in fp32 on %s", precision, device)
-        return nullcontext, None
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-
-    def autocast() -> AbstractContextManager[Any]:
-        return torch.autocast("cuda", dtype=dtype)
-
-    return autocast, torch.amp.GradScaler("cuda") if precision == "fp16" else None

@@ -340,8 +340,8 @@ def test_fit_applies_schedule_to_each_optimizer_step(name: str, monkeypatch: pyt
     mismatches: list[float] = []
     built = []
 
-    def recording_build_optimizer(opt_spec, params):
-        optimizer = build_optimizer(opt_spec, params)
+    def recording_build_optimizer(opt_spec, params, kernel="auto"):
+        optimizer = build_optimizer(opt_spec, params, kernel)
         before: list[torch.Tensor] = []
 
         def pre(opt, args, kwargs):
@@ -358,7 +358,7 @@ def test_fit_applies_schedule_to_each_optimizer_step(name: str, monkeypatch: pyt
         built.append(optimizer)
         return optimizer
 
-    monkeypatch.setattr("models.train.build_optimizer", recording_build_optimizer)
+    monkeypatch.setattr("models.assemble.build_optimizer", recording_build_optimizer)
     epoch_end_lrs: list[float] = []
 
     class EpochLR:

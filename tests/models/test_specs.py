@@ -136,7 +136,7 @@ def test_dry_check_refuses_specs_that_cannot_run_on_their_dataset(
 
 
 def test_dry_check_reports_a_network_that_fails_at_run_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    import models.dry_check
+    import models.assemble
     from models.registry import Architecture, get_architecture
 
     def broken_build(spec, problem):
@@ -144,7 +144,7 @@ def test_dry_check_reports_a_network_that_fails_at_run_time(monkeypatch: pytest.
 
     mlp = get_architecture("mlp")
     monkeypatch.setattr(
-        models.dry_check, "get_architecture", lambda name: Architecture(name, broken_build, mlp.procedure)
+        models.assemble, "get_architecture", lambda name: Architecture(name, broken_build, mlp.procedure)
     )
     with pytest.raises(SpecError) as caught:
         dry_check(parse_job_spec(_spec()), BUILTIN_DATASETS["digits"])
