@@ -1,13 +1,18 @@
 """Hostile requests get their 4xx before anything large is read or allocated."""
 
 import io
-import resource
+import json
 import struct
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import new_token
 from fastapi.testclient import TestClient
+from support import service_env
 
 from app.core.settings import Settings
 from models import limits
@@ -48,7 +53,7 @@ def _npy_header(shape: tuple[int, ...]) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header
 
 
-def test_hostile_uploads_get_422_with_flat_memory(client: TestClient) -> None:
+def test_hostile_uploads_get_422_without_a_large_allocation(api_settings: Settings, tmp_path: Path) -> None:
     lying = io.BytesIO()
     with zipfile.ZipFile(lying, "w") as archive:
         archive.writestr("x.npy", _npy_header((10**9, 10**3)) + b"\0" * 64)
@@ -61,12 +66,25 @@ def test_hostile_uploads_get_422_with_flat_memory(client: TestClient) -> None:
         "ragged.csv": b"a,b\n1,2\n3\n",
         "binary.csv": b"\xff\xfe\x00",
     }
-    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    folder = tmp_path / "uploads"
+    folder.mkdir()
     for name, data in cases.items():
-        response = client.post("/v1/datasets", files={"file": (name, data)})
-        assert response.status_code == 422, (name, response.text)
-    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
-    assert grown_kib < 50_000  # a 10⁹×10³ float32 array would be 4 TB; nothing near was allocated
+        (folder / name).write_bytes(data)
+    env = service_env(api_settings) | {"NNFORGE_TEST_TOKEN": new_token(api_settings, "hostile-uploader")}
+    run = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("upload_memory.py")), str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    measured = json.loads(run.stdout.splitlines()[-1])
+    assert measured.keys() == cases.keys()
+    for name, figures in measured.items():
+        assert figures["status"] == 422, (name, figures)
+        # a 10⁹×10³ float32 array would be 4 TB; each of these 422s costs 0.01-0.2 MiB
+        assert figures["resident_mib"] < 4 and figures["allocated_mib"] < 4, (name, figures)
 
 
 @pytest.mark.parametrize(
@@ -99,8 +117,6 @@ def test_specs_over_limits_or_of_wrong_types_are_422(client: TestClient, path: s
 
 
 def test_an_owner_over_the_queued_limit_gets_429(api_settings: Settings) -> None:
-    from conftest import new_token
-
     from app.api.main import create_app
 
     limited = api_settings.model_copy(update={"max_queued_jobs_per_owner": 2})
