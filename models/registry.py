@@ -1,15 +1,16 @@
 """Architecture registry: each `arch` name maps to its network builder and its training procedure,
-so the training loop never branches on the architecture. A new architecture registers itself from its
-own module in `models/archs/`."""
+so the training loop never branches on the architecture. Each architecture of the `ModelSpec` union
+registers itself from its own module, `models/archs/<arch>.py`."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
 from torch import nn
 
 from models.procedures import Procedure
-from models.specs import Problem
+from models.specs import Problem, arch_specs
 
 Builder = Callable[[Any, Problem], nn.Module]
 
@@ -48,4 +49,5 @@ def list_architectures() -> list[str]:
 
 
 def _load_builtin_architectures() -> None:
-    import models.archs  # noqa: F401  (each module registers itself on import)
+    for name in arch_specs():  # each module registers itself on import
+        import_module(f"models.archs.{name}")

@@ -1,5 +1,2 @@
-"""Built-in architectures; importing this package registers each of them."""
-
-from models.archs import cnn, gan, mlp, rnn
-
-__all__ = ["cnn", "gan", "mlp", "rnn"]
+"""Built-in architectures, one module per `arch` of the `ModelSpec` union, named after it; the registry
+imports each (`models.registry`), and importing one registers it."""
