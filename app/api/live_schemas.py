@@ -4,11 +4,13 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from app.api.schemas import Progress
+from app.api.schemas import METRIC_VALUES, Progress
 from app.db.job_state import JobStatus
 
 
 class MetricEventPoint(BaseModel):
+    model_config = METRIC_VALUES
+
     name: str
     step: int
     epoch: int
@@ -24,6 +26,8 @@ class MetricsEvent(BaseModel):
 
 class ProgressEvent(BaseModel):
     """`event: progress`: where the run stands, sent when the step or epoch moves."""
+
+    model_config = METRIC_VALUES
 
     progress: Progress
     latest_metrics: dict[str, float]

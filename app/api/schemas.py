@@ -3,10 +3,13 @@
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.db.job_state import ErrorKind, JobStatus
 from models.specs import JobSpec
+
+# Metric values may be NaN or infinite (a diverged run): JSON carries them as "NaN", "Infinity", "-Infinity".
+METRIC_VALUES = ConfigDict(ser_json_inf_nan="strings")
 
 
 class JobCreate(JobSpec):
@@ -27,6 +30,8 @@ class JobError(BaseModel):
 
 
 class JobPublic(BaseModel):
+    model_config = METRIC_VALUES
+
     id: str
     name: str | None
     status: JobStatus
@@ -54,6 +59,8 @@ class JobsPublic(BaseModel):
 
 
 class MetricPoint(BaseModel):
+    model_config = METRIC_VALUES
+
     step: int
     epoch: int
     value: float
@@ -78,6 +85,8 @@ class SamplesPublic(BaseModel):
 
 
 class CheckpointPublic(BaseModel):
+    model_config = METRIC_VALUES
+
     id: int
     epoch: int
     step: int

@@ -66,9 +66,9 @@ class Follower:
     def on_metrics(self, data: dict[str, Any]) -> None:
         for point in data["points"]:
             if point["name"].startswith(EPOCH_PREFIXES):
-                self.pending.setdefault(point["epoch"], {})[point["name"]] = point["value"]
+                self.pending.setdefault(point["epoch"], {})[point["name"]] = float(point["value"])
             else:
-                self.step_metrics[point["name"]] = point["value"]
+                self.step_metrics[point["name"]] = float(point["value"])  # "NaN" arrives as text
         shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(self.step_metrics.items()))
         self.bar.update(self.task, metrics=shown)
         self._print_epochs(up_to=self.epoch)

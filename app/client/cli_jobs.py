@@ -170,7 +170,8 @@ def print_lines(
 
 
 def metric_line(point: dict[str, Any]) -> str:
-    return f"{point['name']:>16}  epoch {point['epoch']:>4}  step {point['step']:>7}  {point['value']:.6g}"
+    value = float(point["value"])  # "NaN" and "Infinity" arrive as text
+    return f"{point['name']:>16}  epoch {point['epoch']:>4}  step {point['step']:>7}  {value:.6g}"
 
 
 def log_line(line: dict[str, Any]) -> str:

@@ -40,7 +40,7 @@ def best_metric(job: dict[str, Any]) -> str:
     best = job.get("best_metrics") or {}
     for name in ("val_accuracy", "train_accuracy", "val_loss", "train_loss"):
         if name in best:
-            return f"{name} {best[name]:.4g}"
+            return f"{name} {float(best[name]):.4g}"
     return ""
 
 
@@ -91,13 +91,16 @@ def print_status(console: Console, job: dict[str, Any]) -> None:
     )
     for label, values in (("latest", job["latest_metrics"]), ("best", job["best_metrics"])):
         if values:
-            console.print(f"  {label}: " + "  ".join(f"{k} {v:.4g}" for k, v in sorted(values.items())))
+            console.print(
+                f"  {label}: " + "  ".join(f"{k} {float(v):.4g}" for k, v in sorted(values.items()))
+            )
     if job.get("error"):
         console.print(f"  [red]{job['error']['type']}[/red]: {job['error']['message'].strip()}")
 
 
 def metrics_table(series: dict[str, list[dict[str, Any]]]) -> Table:
-    """One row per epoch with its epoch-level metrics (train_*, val_*, test_*)."""
+    """One row per epoch with its epoch-level metrics (train_*, val_*, test_*). Values may arrive as "NaN"
+    or "Infinity" (JSON has no such numbers): float() reads both forms."""
     names = sorted(name for name in series if name.startswith(("train_", "val_", "test_")))
     rows: dict[int, dict[str, float]] = {}
     for name in names:
@@ -105,7 +108,9 @@ def metrics_table(series: dict[str, list[dict[str, Any]]]) -> Table:
             rows.setdefault(point["epoch"], {})[name] = point["value"]
     table = Table("epoch", *names, box=None, header_style="bold")
     for epoch in sorted(rows):
-        table.add_row(str(epoch), *(f"{rows[epoch][n]:.4g}" if n in rows[epoch] else "" for n in names))
+        table.add_row(
+            str(epoch), *(f"{float(rows[epoch][n]):.4g}" if n in rows[epoch] else "" for n in names)
+        )
     return table
 
 

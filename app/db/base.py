@@ -1,9 +1,10 @@
 """Declarative base with a naming convention, so migrations name constraints predictably."""
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, Float, MetaData
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -34,6 +35,16 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class MetricValue(TypeDecorator[float]):
+    """A float that may be NaN or infinite. PostgreSQL keeps NaN; SQLite stores NaN as NULL (read as NaN)."""
+
+    impl = Float()
+    cache_ok = True
+
+    def process_result_value(self, value: float | None, dialect: Dialect) -> float:
+        return math.nan if value is None else value
 
 
 def utcnow() -> datetime:

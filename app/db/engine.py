@@ -1,5 +1,7 @@
 """Engines and sessions. SQLite gets WAL and a busy timeout so the API and a worker can share it."""
 
+import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -10,7 +12,29 @@ from sqlalchemy.orm import Session, sessionmaker
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
+# JSON has no NaN or infinities (PostgreSQL's json type refuses the tokens Python writes for them); a
+# diverged metric is still a value worth keeping, so JSON columns hold these strings, which pydantic's float
+# fields read back as the numbers.
+NON_FINITE_TEXT = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _finite_json(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return NON_FINITE_TEXT[str(value)]
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_json(v) for v in value]
+    return value
+
+
+def dump_json(value: Any) -> str:
+    """The JSON columns' serializer: standard JSON, non-finite floats as "NaN", "Infinity", "-Infinity"."""
+    return json.dumps(_finite_json(value), allow_nan=False)
+
+
 def make_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engine:
+    kwargs.setdefault("json_serializer", dump_json)
     if url.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs

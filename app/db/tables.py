@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, UTCDateTime, utcnow
+from app.db.base import Base, MetricValue, UTCDateTime, utcnow
 
 
 class Job(Base):
@@ -77,7 +77,7 @@ class Metric(Base):
     name: Mapped[str] = mapped_column(String(64))
     step: Mapped[int] = mapped_column(Integer)
     epoch: Mapped[int] = mapped_column(Integer)
-    value: Mapped[float] = mapped_column(Float)
+    value: Mapped[float] = mapped_column(MetricValue(), nullable=True)  # NaN when NULL
     time: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     # The unique index doubles as the index of every series read: WHERE job_id = ? AND name = ? AND step > ?
