@@ -3,10 +3,10 @@
 from alembic import context
 from sqlalchemy import pool
 
+from app.core.settings import get_settings
 from app.db import job_logs, tables  # noqa: F401  (registers every table on Base.metadata)
 from app.db.base import Base
 from app.db.engine import make_engine
-from app.core.settings import get_settings
 
 config = context.config
 target_metadata = Base.metadata
