@@ -1,18 +1,28 @@
 """The GPU check (bench/gpu_check.sh runs it on a lent GPU machine, in under 5 minutes):
 
-1. loss curves: each architecture's bench spec trained by `fit()` on the CPU and on the GPU from the same
-   seed; the per-epoch training losses must agree within a tolerance (the GAN's looser: its latent noise is
-   drawn on the device, so the two runs see different noise);
-2. throughput on the GPU with large batches: `fit()` against a plain hand-written loop (data resident on
-   the GPU, the same network and optimizer), fp32 (TF32 matmuls, fit's default on CUDA, which stays set
-   for the plain loop run after it in the same process), fit() with bf16 autocast and, once per network,
-   fit() with `training.compile`. The datasets are tiled
-   (digits ×50, the Gaussian ring ×25) so that an epoch holds many large batches.
+1. training agrees across devices: each architecture's bench spec trained by `fit()` on the CPU and on the
+   device from the same seed (the same split, initial weights and batch order).
+   * A supervised network's per-epoch training losses must agree within 5 % (relative, every epoch). The runs
+     differ only in floating point (the GPU's kernels sum in other orders; fp32 matmuls run on TF32, fit's
+     default on CUDA, with a 10-bit mantissa), a drift that grows over the epochs of these short runs; 5 % is
+     a bound chosen to let that drift pass and a real bug (a wrong view, a skipped step) fail, not a measured
+     gap: no GPU run has measured it yet. The table prints the gap to set it from.
+   * A GAN draws its latent noise on the device, so the two runs see different noise: their curves cannot be
+     compared epoch by epoch, and a balanced GAN's discriminator loss sits near 2·ln 2 whatever it learned.
+     Both runs instead train the template to its end (80 epochs) and must each reach its sample quality (the
+     ring's own measure, `models.datasets.ring_quality`, on the test split): at least 7 of the 8 modes covered
+     and at least 70 % of the samples within 3σ of a mode, a bar the CPU runs of seeds 0, 1 and 2 clear in
+     tests/models/test_learning.py. The device's run is, in effect, the CPU's with another seed.
+2. throughput on the GPU with large batches: `fit()` against the benchmarks' baseline (bench/baseline.py: a
+   plain loop over the same assembled run, data resident on the GPU), fp32 (TF32 matmuls, set by the assembly
+   for both), fit() with bf16 autocast and, once per network, fit() with `training.compile`. The datasets are
+   tiled (digits ×50, the Gaussian ring ×25) so that an epoch holds many large batches.
 
     .venv/bin/python -m bench.gpu_check [--device cuda] [--quick]
 
-`--device cpu` runs the same code with the CPU standing in for the GPU (both curves on the CPU must then agree
-exactly, small batches): the check of the script itself on a machine without a GPU.
+`--device cpu` runs the same code with the CPU standing in for the GPU, small batches: the check of the script
+itself on a machine without a GPU. Both runs are then on the CPU and must agree exactly: every epoch's metrics
+of every architecture, bit for bit (the GAN's quality targets apply too).
 """
 
 import argparse
@@ -20,21 +30,16 @@ import copy
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 
+from bench.baseline import plain_epochs, plain_run
 from bench.report import console, table, verdict
 from bench.stack import machine
 from bench.train_throughput import MODEL_OVERRIDES
-from models.archs.gan import GAN, gan_value, generator_loss
-from models.data import prepare
 from models.datasets import load_raw
-from models.optim import build_optimizer
 from models.raw_dataset import RawDataset
 from models.registry import get_architecture
 from models.specs import JobSpec, parse_job_spec
@@ -42,8 +47,10 @@ from models.templates import TEMPLATES
 from models.train import EpochReport, Hook, fit
 
 ARCHS = ("mlp", "cnn", "rnn", "gan")
-CURVE_EPOCHS = {"mlp": 8, "cnn": 5, "rnn": 5, "gan": 10}
-TOLERANCE = {"mlp": 0.05, "cnn": 0.05, "rnn": 0.05, "gan": 0.25}  # relative, per epoch (GAN: its mean)
+CURVE_EPOCHS = {"mlp": 8, "cnn": 5, "rnn": 5, "gan": 80}  # the GAN's: its template's, which the targets need
+LOSS_TOLERANCE = 0.05  # relative, per epoch, device against CPU (supervised networks)
+# The GAN template's sample quality on the Gaussian ring after its 80 epochs (final, test split).
+QUALITY_TARGETS = {"test_modes_covered": 7.0, "test_high_quality_fraction": 0.7}
 GPU_BATCH = {"mlp": 1024, "cnn": 512, "rnn": 512, "gan": 1024}
 TILE = {"digits": 50, "gaussian-ring": 25}
 
@@ -61,45 +68,56 @@ def spec_for(
 
 class Recorder(Hook):
     def __init__(self) -> None:
-        self.losses: list[float] = []
+        self.epochs: list[dict[str, float]] = []  # every epoch's metrics; the last holds the test_* ones
         self.stamps: list[float] = []
 
     def on_epoch(self, report: EpochReport) -> None:
-        if report.metrics.get("train_loss") is not None:
-            self.losses.append(report.metrics["train_loss"])
-        else:  # a GAN: the discriminator's loss
-            self.losses.append(report.metrics["train_d_loss"])
+        self.epochs.append(report.metrics)
         self.stamps.append(time.perf_counter())
 
 
 def curves(device: str, quick: bool) -> tuple[list[list[str]], bool]:
     rows, ok = [], True
+    exact = device == "cpu"
     for arch in ARCHS:
-        epochs = max(2, CURVE_EPOCHS[arch] // (2 if quick else 1))
+        generative = get_architecture(arch).generative
+        epochs = CURVE_EPOCHS[arch] if generative or not quick else max(2, CURVE_EPOCHS[arch] // 2)
         runs = []
         for where in ("cpu", device):
             recorder = Recorder()
             fit(spec_for(arch, device=where, epochs=epochs), hook=recorder)
-            runs.append(recorder.losses)
-        cpu, other = np.array(runs[0]), np.array(runs[1])
-        if arch == "gan":
-            gap = abs(other.mean() - cpu.mean()) / max(abs(cpu.mean()), 1e-3)
+            runs.append(recorder.epochs)
+        if generative:
+            cells, agree = _quality_rows(*runs)
         else:
-            gap = float(np.max(np.abs(other - cpu) / np.maximum(np.abs(cpu), 1e-3)))
-        agree = gap <= TOLERANCE[arch]
+            cells, agree = _loss_rows(*runs, tolerance=0.0 if exact else LOSS_TOLERANCE)
+        if exact:  # both runs on the CPU: every metric of every epoch equal, the GAN's included
+            agree &= runs[0] == runs[1]
         ok &= agree
-        rows.append(
-            [
-                arch,
-                str(epochs),
-                f"{cpu[-1]:.4f}",
-                f"{other[-1]:.4f}",
-                f"{gap:.2e}",
-                f"{TOLERANCE[arch]}",
-                verdict(agree),
-            ]
-        )
+        rows.append([arch, str(epochs), *cells, verdict(agree)])
     return rows, ok
+
+
+def _loss_rows(
+    cpu: list[dict[str, float]], other: list[dict[str, float]], *, tolerance: float
+) -> tuple[list[str], bool]:
+    a = np.array([epoch["train_loss"] for epoch in cpu])
+    b = np.array([epoch["train_loss"] for epoch in other])
+    gap = float(np.max(np.abs(b - a) / np.maximum(np.abs(a), 1e-3)))
+    cells = ["train loss, max gap per epoch", f"{a[-1]:.4f}", f"{b[-1]:.4f}", f"{gap:.2e} ≤ {tolerance:g}"]
+    return cells, gap <= tolerance
+
+
+def _quality_rows(cpu: list[dict[str, float]], other: list[dict[str, float]]) -> tuple[list[str], bool]:
+    def reached(run: list[dict[str, float]]) -> bool:
+        return all(run[-1][name] >= target for name, target in QUALITY_TARGETS.items())
+
+    def figures(run: list[dict[str, float]]) -> str:
+        return " / ".join(f"{run[-1][name]:g}" for name in QUALITY_TARGETS)
+
+    targets = " / ".join(f"≥ {target:g}" for target in QUALITY_TARGETS.values())
+    cells = ["test modes covered / share within 3σ", figures(cpu), figures(other), targets]
+    return cells, reached(cpu) and reached(other)
 
 
 def tiled(name: str, times: int) -> RawDataset:
@@ -110,54 +128,17 @@ def tiled(name: str, times: int) -> RawDataset:
     return RawDataset(info=info, x=x, y=y, quality=raw.quality)
 
 
-def plain_loop(spec: JobSpec, raw: RawDataset, device: torch.device, epochs: int) -> float:
-    """Seconds for `epochs` epochs of the textbook loop, data and network on `device`."""
-    data = prepare(raw, spec.model.problem(raw.info), spec.training, device)
-    x, y = data.x["train"], data.y["train"]
-    torch.manual_seed(spec.training.seed)
-    model = get_architecture(spec.model.arch).build(spec.model, spec.model.problem(raw.info)).to(device)
-    step: Callable[[Tensor, Tensor | None], None]
-    if isinstance(model, GAN):
-        gan = spec.model
-        assert gan.arch == "gan"
-        g_opt = build_optimizer(spec.optimizer, list(model.generator.parameters()))
-        d_opt = build_optimizer(spec.optimizer, list(model.discriminator.parameters()))
-
-        def step(xb: Tensor, yb: Tensor | None) -> None:
-            d_opt.zero_grad()
-            fake = model.generator(torch.randn(len(xb), gan.latent_dim, device=device)).detach()
-            (-gan_value(model.discriminator(xb), model.discriminator(fake))).backward()
-            d_opt.step()
-            g_opt.zero_grad()
-            fake_logits = model.discriminator(
-                model.generator(torch.randn(len(xb), gan.latent_dim, device=device))
-            )
-            generator_loss(fake_logits, gan.loss).backward()
-            g_opt.step()
-
-    else:
-        optimizer = build_optimizer(spec.optimizer, list(model.parameters()))
-
-        def step(xb: Tensor, yb: Tensor | None) -> None:
-            assert yb is not None
-            optimizer.zero_grad()
-            F.cross_entropy(model(xb), yb).backward()
-            optimizer.step()
-
-    batch = spec.training.batch_size
-
-    def epoch() -> None:
-        order = torch.randperm(len(x), device=device)
-        for start in range(0, len(x), batch):
-            index = order[start : start + batch]
-            step(x[index], None if y is None else y[index])
-
+def plain_seconds(spec: JobSpec, raw: RawDataset, epochs: int) -> float:
+    """Seconds for `epochs` epochs of the baseline (bench/baseline.py) after a warm-up one, on the spec's
+    device."""
+    run = plain_run(spec, raw)
+    epoch = plain_epochs(run)
     epoch()  # warm-up
-    _sync(device)
+    _sync(run.device)
     started = time.perf_counter()
     for _ in range(epochs):
         epoch()
-    _sync(device)
+    _sync(run.device)
     return time.perf_counter() - started
 
 
@@ -185,7 +166,7 @@ def throughput(device: str, quick: bool, rounds: int) -> list[list[str]]:
         rates: dict[str, list[float]] = {"fit": [], "plain": [], "fit bf16": [], "fit compiled": []}
         for round_ in range(rounds):
             rates["fit"].append(samples / fit_seconds(fp32, raw))
-            rates["plain"].append(samples / plain_loop(fp32, raw, torch.device(device), epochs))
+            rates["plain"].append(samples / plain_seconds(fp32, raw, epochs))
             if device == "cuda":  # bf16 autocast is CUDA-only
                 bf16 = spec_for(
                     arch, device=device, epochs=epochs + 1, batch_size=batch, precision="bf16", **base
@@ -221,10 +202,11 @@ def main(argv: list[str] | None = None) -> None:
     where = torch.cuda.get_device_name(0) if args.device == "cuda" else "CPU standing in for the GPU"
     caption = f"{where}; {machine()}"
     rows, ok = curves(args.device, args.quick)
+    agreement = "exactly, every epoch's metrics" if args.device == "cpu" else "within the tolerances"
     console.print(
         table(
-            f"Loss curves, CPU against {args.device} (same seed; relative gap per epoch, GAN: of the mean)",
-            ["arch", "epochs", "cpu final", f"{args.device} final", "max gap", "tolerance", "agree"],
+            f"Training, CPU against {args.device} from the same seed ({agreement})",
+            ["arch", "epochs", "compared", "cpu", args.device, "bound", "agree"],
             rows,
             caption,
         )

@@ -2,9 +2,9 @@
 
     .venv/bin/python -m bench.optimizer_kernels [--rounds 5] [--arch mlp cnn]
 
-The plain loop of bench/train_throughput.py (same data, network, seed and step) runs one epoch per kernel in
-turn, round after round (the order rotates), so every kernel sees the same moments of this noisy machine.
-The table gives each kernel's median epoch speed relative to torch's default kernel. `models.optim`'s
+The benchmarks' baseline loop (bench/baseline.py: same data, network, seed and step) runs one epoch per
+kernel in turn, round after round (the order rotates), so every kernel sees the same moments of this noisy
+machine. The table gives each kernel's median epoch speed relative to torch's default kernel. `models.optim`'s
 `auto` (what fit() uses) is the fused kernel where torch has one for the device, chosen from this table.
 """
 
@@ -15,10 +15,9 @@ import time
 
 import torch
 
+from bench.baseline import plain_epochs, plain_run
 from bench.report import console, table
-from bench.train_throughput import MODEL_OVERRIDES, plain_epochs
-from models.data import prepare
-from models.datasets import load_raw
+from bench.train_throughput import MODEL_OVERRIDES
 from models.optim import Kernel, fused_available
 from models.specs import parse_job_spec
 from models.templates import TEMPLATES
@@ -38,12 +37,9 @@ def _spec(template: str, optimizer: str):  # type: ignore[no-untyped-def]
 def measure(template: str, optimizer: str, rounds: int) -> dict[str, float]:
     """Kernel -> median epoch speed relative to torch's default kernel."""
     spec = _spec(template, optimizer)
-    raw = load_raw(spec.dataset)
-    data = prepare(raw, spec.model.problem(raw.info), spec.training, torch.device("cpu"))
-    x, y = data.x["train"], data.y["train"]
     probe = [torch.nn.Parameter(torch.zeros(1))]
     kernels = [k for k in KERNELS if k != "fused" or fused_available(optimizer, probe)]
-    loops = {k: plain_epochs(spec, x, y, k) for k in kernels}
+    loops = {k: plain_epochs(plain_run(spec, kernel=k)) for k in kernels}
     for loop in loops.values():  # warm-up
         loop()
     seconds: dict[str, list[float]] = {k: [] for k in kernels}

@@ -7,12 +7,15 @@ optimizer, batch size), except that the MLP is pinned to the issue's 64-128-64-1
 dropout (`MODEL_OVERRIDES`). Variants:
 
 * fit        - the real `fit(spec, hook=...)`, nothing re-implemented;
-* plain      - the textbook loop on the same normalised train tensors (`models.data.prepare`), the same
-               network (built through the registry) and the same optimizer (`models.optim.build_optimizer`):
-               per epoch a randperm, then per batch index, zero_grad, forward, loss, backward, [clip,] step.
-               The GAN step follows the DCGAN order of `models/archs/gan.py` with its losses: D on real and
-               detached fakes, then G on a fresh latent batch (so both loops do the same arithmetic);
-* dataloader - the same step fed by `DataLoader(TensorDataset(...), batch_size, shuffle=True, num_workers=0)`.
+* plain      - the benchmarks' baseline, `bench.baseline`: a plain loop over a run assembled as fit()
+               assembles it (the same normalised train tensors, network, optimizer and seeds): per epoch a
+               randperm, then per batch index and the architecture's own step (zero_grad, forward, loss,
+               backward, [clip,] step; the GAN's in the DCGAN order), nothing around it;
+* dataloader - the baseline's step fed by `DataLoader(TensorDataset(...), batch_size, shuffle=True,
+               num_workers=0)`.
+
+fit/plain therefore measures what fit() adds around the step (per-step metrics and their flushes, the hook and
+stop checks, epoch bookkeeping), not the step itself, which both share.
 
 Method. Only the training phase is timed: dataset preparation, model building, evaluation and checkpoints
 are left out. The job runs with validation_fraction = test_fraction = 0 (so every variant trains on the whole
@@ -52,19 +55,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
-from torch import Tensor, nn
-from torch.optim import Optimizer
+from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from models.archs.gan import GAN, gan_value, generator_loss
-from models.data import prepare
+from bench.baseline import plain_epochs, plain_run, step
 from models.datasets import load_raw
-from models.optim import Kernel, build_optimizer
-from models.registry import get_architecture
 from models.specs import JobSpec, parse_job_spec
+from models.splits import split_sizes
 from models.templates import TEMPLATES
 from models.train import EpochReport, Hook, fit
 
@@ -89,7 +88,6 @@ REFERENCE = (
     "about 50k samples/s; plain/DataLoader 1.5 (mlp), 1.04 (cnn), 1.17 (rnn)."
 )
 
-Step = Callable[[Tensor, Tensor | None], None]
 Clock = tuple[float, float]  # (wall, process CPU) seconds
 
 
@@ -130,79 +128,17 @@ def bench_spec(template: str, epochs: int) -> JobSpec:
 # ------------------------------------------------------------------------------------ the hand-written loops
 
 
-def _backward_step(
-    optimizer: Optimizer, loss: Tensor, params: list[nn.Parameter], clip: float | None
-) -> None:
-    loss.backward()
-    if clip is not None:
-        nn.utils.clip_grad_norm_(params, clip)
-    optimizer.step()
-
-
-def make_step(spec: JobSpec, kernel: Kernel = "auto") -> Step:
-    """A fresh network and optimizer(s), seeded as fit() seeds them, and the textbook step on them."""
-    info = load_raw(spec.dataset).info
-    torch.manual_seed(spec.training.seed)
-    model = get_architecture(spec.model.arch).build(spec.model, spec.model.problem(info))
-    model.train()
-    if isinstance(model, GAN):
-        return _gan_step(model, spec, kernel)
-    assert info.task == "classification"
-    params = list(model.parameters())
-    optimizer, clip = build_optimizer(spec.optimizer, params, kernel), spec.optimizer.grad_clip_norm
-
-    def step(x: Tensor, y: Tensor | None) -> None:
-        assert y is not None
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        _backward_step(optimizer, loss, params, clip)
-
-    return step
-
-
-def _gan_step(model: GAN, spec: JobSpec, kernel: Kernel) -> Step:
-    gan = spec.model
-    assert gan.arch == "gan"
-    g_params, d_params = list(model.generator.parameters()), list(model.discriminator.parameters())
-    d_spec = gan.discriminator_optimizer or spec.optimizer
-    g_opt = build_optimizer(spec.optimizer, g_params, kernel)
-    d_opt = build_optimizer(d_spec, d_params, kernel)
-
-    def step(x: Tensor, y: Tensor | None) -> None:
-        for _ in range(gan.d_steps):  # D ascends V on real data and detached fakes
-            d_opt.zero_grad()
-            fake = model.generator(torch.randn(len(x), gan.latent_dim)).detach()
-            d_loss = -gan_value(model.discriminator(x), model.discriminator(fake))
-            _backward_step(d_opt, d_loss, d_params, d_spec.grad_clip_norm)
-        g_opt.zero_grad()  # then G descends its loss on a fresh latent batch
-        fake_logits = model.discriminator(model.generator(torch.randn(len(x), gan.latent_dim)))
-        _backward_step(g_opt, generator_loss(fake_logits, gan.loss), g_params, spec.optimizer.grad_clip_norm)
-
-    return step
-
-
-def plain_epochs(spec: JobSpec, x: Tensor, y: Tensor | None, kernel: Kernel = "auto") -> Callable[[], None]:
-    """One epoch per call of the textbook loop, on its own network and optimizer."""
-    step, batch_size = make_step(spec, kernel), spec.training.batch_size
-
-    def run_epoch() -> None:
-        order = torch.randperm(len(x))
-        for start in range(0, len(x), batch_size):
-            index = order[start : start + batch_size]
-            step(x[index], None if y is None else y[index])
-
-    return run_epoch
-
-
-def dataloader_epochs(spec: JobSpec, x: Tensor, y: Tensor | None) -> Callable[[], None]:
-    """One epoch per call of the same step fed by a DataLoader."""
-    step = make_step(spec)
+def dataloader_epochs(spec: JobSpec) -> Callable[[], None]:
+    """One epoch per call of the baseline's step (bench.baseline) fed by a DataLoader, on a run of its own."""
+    run = plain_run(spec)
+    x, y = run.data.x["train"], run.data.y["train"]
     dataset = TensorDataset(x) if y is None else TensorDataset(x, y)
     loader = DataLoader(dataset, batch_size=spec.training.batch_size, shuffle=True, num_workers=0)
+    run.model.train()
 
     def run_epoch() -> None:
         for batch in loader:
-            step(batch[0], batch[1] if len(batch) > 1 else None)
+            step(run, batch[0], batch[1] if len(batch) > 1 else None)
 
     return run_epoch
 
@@ -254,11 +190,8 @@ def _timed_epochs(run_epoch: Callable[[], None], epochs: int) -> Clock:
 
 
 def time_plain(spec: JobSpec, x: Tensor, y: Tensor | None, epochs: int) -> Clock:
-    return _timed_epochs(plain_epochs(spec, x, y), epochs)
-
-
-def time_dataloader(spec: JobSpec, x: Tensor, y: Tensor | None, epochs: int) -> Clock:
-    return _timed_epochs(dataloader_epochs(spec, x, y), epochs)
+    """The baseline's epochs after the warm-up (x, y unused: it assembles its own run from `spec`)."""
+    return _timed_epochs(plain_epochs(plain_run(spec)), epochs)
 
 
 class _EpochClock(Hook):
@@ -280,16 +213,17 @@ def time_fit(spec: JobSpec, x: Tensor, y: Tensor | None, epochs: int) -> Clock:
 
 def measure(template: str, rounds: int, seconds: float, epochs: int | None) -> ArchResult:
     spec = bench_spec(template, 1)
-    raw = load_raw(spec.dataset)
-    data = prepare(raw, spec.model.problem(raw.info), spec.training, torch.device("cpu"))
-    x, y = data.x["train"], data.y["train"]
     if epochs is None:  # calibrate on the plain loop: one variant's share of a round lasts about `seconds`
-        epoch_seconds = time_plain(spec, x, y, 2)[0] / 2
+        epoch_seconds = _timed_epochs(plain_epochs(plain_run(spec)), 2)[0] / 2
         epochs = max(3, min(500, math.ceil(seconds / epoch_seconds)))
     spec = bench_spec(template, epochs)
-    result = ArchResult(template, epochs, rounds, len(x), spec.training.batch_size, {v: [] for v in VARIANTS})
+    training = spec.training
+    samples = split_sizes(
+        load_raw(spec.dataset).info.num_samples, training.validation_fraction, training.test_fraction
+    )["train"]
+    result = ArchResult(template, epochs, rounds, samples, training.batch_size, {v: [] for v in VARIANTS})
     for _ in range(rounds):
-        hook = _Interleave({"plain": plain_epochs(spec, x, y), "dataloader": dataloader_epochs(spec, x, y)})
+        hook = _Interleave({"plain": plain_epochs(plain_run(spec)), "dataloader": dataloader_epochs(spec)})
         fit(spec, hook=hook)
         for variant, spans in hook.seconds.items():
             assert len(spans) == epochs
