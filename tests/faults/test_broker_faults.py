@@ -2,13 +2,17 @@
 
 from pathlib import Path
 
-from jobs import job_row, session_factory, steps_of, submit
+import torch
+from jobs import job_row, latest_checkpoint_bytes, session_factory, steps_of, submit
 from services import PrivateRedis
 from sqlalchemy import select
 from support import WorkerProcess, wait_for
 
 from app.core.settings import Settings
 from app.db.tables import Job
+from models.checkpoint import read_checkpoint
+from models.specs import parse_job_spec
+from models.train import fit
 
 LONG = {
     "dataset": {"name": "digits"},
@@ -44,11 +48,20 @@ def test_redis_killed_and_restarted_empty_loses_no_job(
         wait_for(all_done, timeout=300, interval=0.5, what="all 21 jobs to succeed")
     finally:
         worker.stop()
-    for job_id in ids:
+    torch.set_num_threads(1)  # as the worker's training processes run
+    references = {running: _uninterrupted(LONG)} | dict.fromkeys(queued, _uninterrupted(SHORT))
+    for job_id, (total_steps, weights) in references.items():
         job = job_row(factory, job_id)
         assert job.attempt == 1, (job_id, job.attempt)  # each ran exactly once
-        steps = steps_of(factory, job_id)
-        assert steps == list(range(1, len(steps) + 1)) and steps
+        assert steps_of(factory, job_id) == list(range(1, total_steps + 1)), job_id  # whole, not cut short
+        trained = read_checkpoint(latest_checkpoint_bytes(factory, job_id))["model"]
+        assert all(torch.equal(weights[k], trained[k]) for k in weights), job_id
+
+
+def _uninterrupted(spec: dict) -> tuple[int, dict[str, torch.Tensor]]:
+    """The steps and final weights of `spec` trained by `fit()` in one go."""
+    result = fit(parse_job_spec(spec))
+    return result.progress.step, result.model.state_dict()
 
 
 def test_redelivery_after_a_short_visibility_timeout_never_runs_a_job_twice(
