@@ -1,5 +1,9 @@
 """Suite-wide: in CI (`support.in_ci()`) a skip is a failure, whatever raised it — a missing service, a
-missing optional extra, a skip marker. Elsewhere skips stay skips; either way their count ends the output."""
+missing optional extra, a skip marker. Elsewhere skips stay skips; either way their count ends the output.
+
+So a test may skip only for what CI provides: PostgreSQL, Redis, the server binaries, chromium, the extras,
+root (a test that needs network namespaces skips, with its reason, where it cannot make them).
+"""
 
 from collections.abc import Iterator
 
