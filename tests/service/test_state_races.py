@@ -17,8 +17,9 @@ from app.core.queue import make_celery
 from app.core.settings import Settings
 from app.db.base import utcnow
 from app.db.engine import make_engine, make_session_factory
+from app.db.job_state import LeaseLost
 from app.db.tables import Job
-from workers.job_store import JobStore, LeaseLost
+from workers.job_store import JobStore
 from workers.reconciler import Reconciler
 
 SPEC = {
