@@ -29,9 +29,13 @@ class Progress:
     batch_in_epoch: int = 0
     epoch_sums: dict[str, float] = field(default_factory=dict)  # running sums of the epoch's step metrics
     epoch_samples: int = 0
-    best_value: float | None = None
+    best_value: float | None = None  # of the objective
     best_epoch: int | None = None
-    bad_epochs: int = 0  # epochs since the monitored metric last improved (early stopping)
+    best_test_metrics: dict[str, float] = field(default_factory=dict)  # test_* of the best epoch's weights
+    stop_best_value: float | None = None  # of the early-stopping metric
+    bad_epochs: int = 0  # epochs since the early-stopping metric last improved
+    first_losses: dict[str, float] = field(default_factory=dict)  # each training loss at the first step
+    nonfinite_steps: int = 0  # consecutive steps whose training loss diverged (not finite, or exploded)
 
 
 def rng_state(shuffle: torch.Generator) -> dict[str, Any]:

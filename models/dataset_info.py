@@ -21,6 +21,8 @@ class DatasetInfo(BaseModel):
     num_classes: int | None = None
     classes: tuple[int | str, ...] | None = None  # the original label of each class index, when not 0..C-1
     feature_names: tuple[str, ...] | None = None  # a CSV's header, less the label column
+    # What the dataset's quality measure reports of generated samples (models.datasets), for objectives.
+    quality_metrics: tuple[str, ...] = ()
     description: str = ""
 
     @property
@@ -62,6 +64,7 @@ BUILTIN_DATASETS: dict[str, DatasetInfo] = {
             num_samples=4000,
             sample_shape=(2,),
             description="2-D mixture of 8 Gaussians (σ 0.05) on a circle of radius 2, for GANs",
+            quality_metrics=("modes_covered", "high_quality_fraction"),
         ),
         DatasetInfo(
             name="sine",

@@ -1,22 +1,37 @@
 """The dry check: build the network and run one training step and one evaluation on two synthetic
-samples, on the CPU, so a spec that validates but cannot run on its dataset is refused before it queues."""
+samples, on the CPU, so a spec that validates but cannot run on its dataset is refused before it queues. What
+the step and the evaluation report are the epoch metrics the run will have: its objective must be one."""
 
+import math
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 
 from models.assemble import build_network, build_optimizers
 from models.dataset_info import DatasetInfo
 from models.errors import SpecError
+from models.objective import check_metric_names, default_objective
 from models.procedures import EvalContext, StepContext, step_metrics
-from models.specs import JobSpec, check_against_dataset
+from models.raw_dataset import QualityMeasure
+from models.specs import JobSpec, ObjectiveSpec, check_against_dataset
+from models.splits import split_sizes
 
 SAMPLES = 2
 
 
-def dry_check(spec: JobSpec, info: DatasetInfo) -> int:
-    """Raise SpecError if `spec` cannot train on a dataset shaped like `info`; returns the parameter count."""
+@dataclass(frozen=True)
+class DryRun:
+    parameters: int
+    objective: ObjectiveSpec | None  # the spec's, or the default for this network and dataset
+    epoch_metrics: frozenset[str]  # train_… and val_… names the run reports each epoch
+
+
+def dry_check(spec: JobSpec, info: DatasetInfo) -> DryRun:
+    """Raise SpecError if `spec` cannot train on a dataset shaped like `info`, or names an objective or
+    early-stopping metric the run will never report."""
     count = check_against_dataset(spec, info)
+    sizes = split_sizes(info.num_samples, spec.training.validation_fraction, spec.training.test_fraction)
     problem = spec.model.problem(info)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -36,14 +51,14 @@ def dry_check(spec: JobSpec, info: DatasetInfo) -> int:
             )
             metrics = step_metrics(procedure, [procedure.train_step(ctx, x, y)])
             model.eval()
-            procedure.evaluate(
+            evaluated = procedure.evaluate(
                 EvalContext(
                     model,
                     info.task,
                     spec.model,
                     nullcontext,
                     lambda t: t,
-                    None,
+                    _quality_names(info),
                     torch.Generator().manual_seed(0),
                 ),
                 x,
@@ -58,4 +73,21 @@ def dry_check(spec: JobSpec, info: DatasetInfo) -> int:
         raise SpecError.single(
             "optimizer", spec.optimizer.name, f"the first training step gives non-finite {', '.join(bad)}"
         )
-    return count
+    reported = {f"train_{name}" for name in metrics}
+    if sizes["val"]:
+        reported |= {f"val_{name}" for name in evaluated}
+    objective = spec.training.objective or default_objective(
+        info.task,
+        generative=network.architecture.generative,
+        has_validation=sizes["val"] > 0,
+        has_quality=bool(info.quality_metrics),
+    )
+    check_metric_names(spec, objective, reported)
+    return DryRun(count, objective, frozenset(reported))
+
+
+def _quality_names(info: DatasetInfo) -> QualityMeasure | None:
+    """A stand-in for the dataset's quality measure that reports its names, so they count as reported."""
+    if not info.quality_metrics:
+        return None
+    return lambda samples: dict.fromkeys(info.quality_metrics, math.nan)

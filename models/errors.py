@@ -24,3 +24,16 @@ class SpecError(ValueError):
     @classmethod
     def single(cls, field: str, value: Any, reason: str) -> "SpecError":
         return cls([SpecIssue(field, value, reason)])
+
+
+class Diverged(RuntimeError):
+    """Training went non-finite (or exploded) and stayed so: an outcome of the run, such as a too-high
+    learning rate, not a bug."""
+
+    def __init__(self, *, metric: str, value: float, step: int, epoch: int, steps: int) -> None:
+        self.metric, self.value, self.step, self.epoch = metric, value, step, epoch
+        super().__init__(
+            f"diverged: the training {metric} was {value:.4g} for {steps} steps in a row, up to step {step} "
+            f"(epoch {epoch}); the last finite checkpoint is kept — try a lower learning rate or gradient "
+            "clipping"
+        )

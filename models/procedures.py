@@ -98,10 +98,6 @@ class Procedure(Protocol):
         generates nothing (every supervised one). The loop shows them once per epoch."""
         ...
 
-    def monitor(self, *, has_validation: bool, has_quality: bool) -> tuple[str, str] | None:
-        """The epoch metric ("val_…"/"train_…") and mode that define the best checkpoint, if any."""
-        ...
-
 
 def step_metrics(procedure: Procedure, outputs: Sequence[StepOutputs]) -> dict[str, Tensor]:
     """The metrics of steps whose outputs have equal shapes (one batch size): one stack per key."""
@@ -163,9 +159,6 @@ class Supervised:
 
     def generate(self, ctx: EvalContext, n: int) -> Tensor | None:
         return None
-
-    def monitor(self, *, has_validation: bool, has_quality: bool) -> tuple[str, str] | None:
-        return ("val_loss" if has_validation else "train_loss", "min")
 
 
 def _loss(output: Tensor, y: Tensor, task: Task) -> Tensor:

@@ -313,7 +313,7 @@ class GANSpec(ArchSpec):
     templates = {
         "gan": {
             "dataset": {"name": "gaussian-ring"},
-            # Smooth (tanh) bodies cover all 8 modes; with leaky ReLU the generator collapses onto one or two.
+            # Smooth (tanh) bodies cover all 8 modes; with leaky ReLU it drops modes or blurs (seed 0: 7).
             "model": {
                 "arch": "gan",
                 "latent_dim": 16,
@@ -503,9 +503,17 @@ class DatasetRef(Spec):
         return self
 
 
+class ObjectiveSpec(Spec):
+    """The epoch metric that defines a job's best epoch: its best checkpoint, its "best" everywhere, early
+    stopping (unless that names its own metric) and a sweep's objective."""
+
+    metric: str = Field(max_length=64, examples=["val_accuracy", "val_loss"])
+    mode: Literal["min", "max"]
+
+
 class EarlyStoppingSpec(Spec):
-    metric: str = "val_loss"
-    mode: Literal["min", "max"] = "min"
+    metric: str | None = Field(default=None, max_length=64)  # None: the job's objective
+    mode: Literal["min", "max"] = "min"  # for `metric`; with no metric the objective's mode applies
     patience: Annotated[int, Field(ge=1, le=limits.MAX_EPOCHS)] = 5
     min_delta: Annotated[float, Field(ge=0.0)] = 0.0
 
@@ -519,7 +527,14 @@ class TrainingSpec(Spec):
     checkpoint_every: Annotated[int, Field(ge=1, le=limits.MAX_EPOCHS)] = (
         1  # epochs; the last is always saved
     )
+    # None: val_accuracy (max) for a classifier, val_loss (min) for regression, a GAN's quality where its
+    # dataset has one; train_… without a validation split (models.objective)
+    objective: ObjectiveSpec | None = None
     early_stopping: EarlyStoppingSpec | None = None
+    # A run whose training loss is diverging this many steps in a row stops as diverged: not finite, or
+    # above divergence_factor × its first value (at least 1; a loss that grows so far never comes back).
+    max_nonfinite_steps: Annotated[int, Field(ge=1, le=limits.MAX_NONFINITE_STEPS)] = 5
+    divergence_factor: Annotated[float, Field(ge=2.0, le=1e12)] = 20.0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16 autocast, CUDA only
     # fp32 matmuls and convolutions on TF32 tensor cores (CUDA, Ampere and later; ignored elsewhere)

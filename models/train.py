@@ -5,6 +5,7 @@ checked after every step. The run itself (data, network, procedure, optimizers) 
 the loop never branches on the architecture: the procedure (supervised or adversarial) takes each step.
 """
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -15,9 +16,11 @@ from torch import nn
 from models.assemble import Run, assemble
 from models.checkpoint import Progress, make_checkpoint, restore_rng, rng_state
 from models.datasets import load_raw
-from models.errors import SpecError
+from models.errors import Diverged, SpecError
+from models.objective import default_objective, early_stopping_target
 from models.procedures import EvalContext, StepOutputs, step_metrics
 from models.raw_dataset import RawDataset
+from models.registry import get_architecture
 from models.samples import COUNTS, REFERENCE_COUNTS, SampleSet, sample_kind, sample_set
 from models.specs import JobSpec, check_against_dataset
 
@@ -39,7 +42,8 @@ class EpochReport:
     total_epochs: int
     steps_per_epoch: int
     metrics: dict[str, float]  # train_*, val_* and, when the run ends, test_*
-    is_best: bool  # the monitored metric improved this epoch
+    is_best: bool  # the objective improved this epoch
+    best_test_metrics: dict[str, float]  # test_* of the best epoch's weights so far (models.objective)
     final: bool  # the last epoch of the run (completed or stopped early)
     seconds: float
     samples_per_second: float
@@ -89,19 +93,19 @@ def fit(
 
 
 class _Loop:
-    """The training loop over an assembled run: its progress, the monitored metric, hooks, checkpoints."""
+    """The training loop over an assembled run: its progress, the objective, hooks, checkpoints."""
 
     def __init__(self, run: Run) -> None:
         self.run, self.spec, self.data, self.procedure = run, run.spec, run.data, run.procedure
         self.progress = Progress()
         self.epoch_start_shuffle = run.shuffle.get_state()
-        monitor = self.procedure.monitor(
-            has_validation=self.data.size("val") > 0, has_quality=self.data.quality is not None
+        self.objective = self.spec.training.objective or default_objective(
+            self.data.info.task,
+            generative=get_architecture(self.spec.model.arch).generative,
+            has_validation=self.data.size("val") > 0,
+            has_quality=self.data.quality is not None,
         )
-        early_stopping = self.spec.training.early_stopping
-        if early_stopping is not None:
-            monitor = (early_stopping.metric, early_stopping.mode)
-        self.monitor = monitor
+        self.stop_target = early_stopping_target(self.spec, self.objective)
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         saved = JobSpec.model_validate(checkpoint["spec"])
@@ -130,8 +134,18 @@ class _Loop:
                 hook.on_checkpoint(checkpoint, None)
                 return FitResult(self.run.model, metrics, self.progress, "stopped", checkpoint)
             metrics = self._end_epoch()
-            early_stop = self._update_monitor(metrics)
+            is_best = self._update_best(metrics)
+            early_stop = self._update_early_stopping(metrics)
             final = early_stop or self.progress.epoch == training.epochs
+            if final and self.progress.nonfinite_steps:  # it ended before max_nonfinite_steps came round
+                loss = next(k for k in metrics if k.startswith("train_") and k.endswith("loss"))
+                raise Diverged(
+                    metric=loss.removeprefix("train_"),
+                    value=metrics[loss],
+                    step=self.progress.step,
+                    epoch=self.progress.epoch,
+                    steps=self.progress.nonfinite_steps,
+                )
             if final:
                 metrics |= {f"test_{k}": v for k, v in self._evaluate("test").items()}
             generated = self._generate()
@@ -142,7 +156,8 @@ class _Loop:
                 total_epochs=training.epochs,
                 steps_per_epoch=self.run.steps_per_epoch,
                 metrics=metrics,
-                is_best=self.progress.best_epoch == self.progress.epoch,
+                is_best=is_best,
+                best_test_metrics=self.progress.best_test_metrics,
                 final=final,
                 seconds=seconds,
                 samples_per_second=(self.data.size("train") - samples) / max(seconds, 1e-9),
@@ -150,14 +165,16 @@ class _Loop:
             )
             hook.on_epoch(report)
             stop = not final and hook.should_stop()
-            if final or stop or self.progress.epoch % training.checkpoint_every == 0:
+            due = final or stop or is_best or self.progress.epoch % training.checkpoint_every == 0
+            # Never weights that went non-finite: a diverging run keeps its last finite checkpoint.
+            if due and self.progress.nonfinite_steps == 0:
                 checkpoint = self._checkpoint(metrics)
                 hook.on_checkpoint(checkpoint, report)
             if early_stop:
                 status = "early_stopped"
                 break
             if stop:
-                assert checkpoint is not None
+                checkpoint = checkpoint or self._checkpoint(metrics)
                 return FitResult(self.run.model, metrics, self.progress, "stopped", checkpoint)
         if checkpoint is None:  # resumed from a checkpoint of an already finished run
             metrics = {f"test_{k}": v for k, v in self._evaluate("test").items()}
@@ -204,13 +221,36 @@ class _Loop:
             metrics = step_metrics(self.procedure, [step.outputs for step in steps])
             keys = list(metrics)
             rows = torch.stack([metrics[key] for key in keys], 1).tolist()
+            losses = [key for key in keys if key.endswith("loss")]
             for step, row in zip(steps, rows, strict=True):
                 values = dict(zip(keys, row, strict=True))
                 for key, value in values.items():
                     progress.epoch_sums[key] = progress.epoch_sums.get(key, 0.0) + value * step.samples
                 progress.epoch_samples += step.samples
                 hook.on_step(StepReport(epoch=epoch, step=step.step, metrics=values))
+                self._watch_divergence(values, losses, step.step, epoch)
         pending.clear()
+
+    def _watch_divergence(self, values: dict[str, float], losses: list[str], step: int, epoch: int) -> None:
+        """Count steps in a row whose training loss is not finite or past divergence_factor × its first
+        value; raise Diverged when they reach max_nonfinite_steps."""
+        progress, training = self.progress, self.spec.training
+        if not progress.first_losses:
+            progress.first_losses = {key: values[key] for key in losses}
+        bad = next(
+            (
+                key
+                for key in losses
+                if not math.isfinite(values[key])
+                or values[key] > training.divergence_factor * max(1.0, progress.first_losses.get(key, 1.0))
+            ),
+            None,
+        )
+        progress.nonfinite_steps = progress.nonfinite_steps + 1 if bad else 0
+        if bad and progress.nonfinite_steps >= training.max_nonfinite_steps:
+            raise Diverged(
+                metric=bad, value=values[bad], step=step, epoch=epoch, steps=progress.nonfinite_steps
+            )
 
     def _end_epoch(self) -> dict[str, float]:
         progress = self.progress
@@ -222,26 +262,40 @@ class _Loop:
             metrics |= {f"val_{k}": v for k, v in self._evaluate("val").items()}
         return metrics
 
-    def _update_monitor(self, metrics: dict[str, float]) -> bool:
-        """Track the best epoch; True when early stopping ends the run."""
-        if self.monitor is None:
+    def _update_best(self, metrics: dict[str, float]) -> bool:
+        """Track the objective's best epoch and the test score of its weights; True when this epoch is it."""
+        if self.objective is None:
             return False
-        name, mode = self.monitor
+        progress = self.progress
+        value = self._epoch_metric(metrics, self.objective.metric, "training.objective.metric")
+        if not _improves(value, progress.best_value, self.objective.mode, 0.0):
+            return False
+        progress.best_value, progress.best_epoch = value, progress.epoch
+        # Measured now, while these weights are the model's: the score of the checkpoint a user downloads as
+        # `best`, kept in the progress so that a resumed run reports the same.
+        progress.best_test_metrics = {f"test_{k}": v for k, v in self._evaluate("test").items()}
+        return True
+
+    def _update_early_stopping(self, metrics: dict[str, float]) -> bool:
+        """True when the early-stopping metric has not improved for `patience` epochs."""
+        early, target = self.spec.training.early_stopping, self.stop_target
+        if early is None or target is None:
+            return False
+        progress = self.progress
+        value = self._epoch_metric(metrics, target.metric, "training.early_stopping.metric")
+        if _improves(value, progress.stop_best_value, target.mode, early.min_delta):
+            progress.stop_best_value, progress.bad_epochs = value, 0
+        else:
+            progress.bad_epochs += 1
+        return progress.bad_epochs >= early.patience
+
+    @staticmethod
+    def _epoch_metric(metrics: dict[str, float], name: str, field: str) -> float:
         if name not in metrics:
-            field = "training.early_stopping.metric" if self.spec.training.early_stopping else "monitor"
             raise SpecError.single(
                 field, name, f"not an epoch metric of this run; available: {sorted(metrics)}"
             )
-        value, progress = metrics[name], self.progress
-        early = self.spec.training.early_stopping
-        min_delta = early.min_delta if early else 0.0
-        best = progress.best_value
-        improved = best is None or (value < best - min_delta if mode == "min" else value > best + min_delta)
-        if improved:
-            progress.best_value, progress.best_epoch, progress.bad_epochs = value, progress.epoch, 0
-        else:
-            progress.bad_epochs += 1
-        return early is not None and progress.bad_epochs >= early.patience
+        return metrics[name]
 
     def _evaluate(self, split: str) -> dict[str, float]:
         if not self.data.size(split):
@@ -296,6 +350,13 @@ class _Loop:
             std=self.data.std,
             metrics=metrics,
         )
+
+
+def _improves(value: float, best: float | None, mode: str, min_delta: float) -> bool:
+    """A non-finite value never improves: a diverging epoch is never the best one."""
+    if not math.isfinite(value):
+        return False
+    return best is None or (value < best - min_delta if mode == "min" else value > best + min_delta)
 
 
 class _PendingStep(NamedTuple):  # a tuple: built every step, cheaper than a dataclass

@@ -12,10 +12,10 @@ from typing import Any
 
 from app.db.job_state import ErrorKind, JobStatus, LeaseLost
 from models.checkpoint import checkpoint_bytes, read_checkpoint
-from models.errors import SpecError
+from models.errors import Diverged, SpecError
 from models.raw_dataset import RawDataset
 from models.specs import JobSpec
-from models.train import EpochReport, Hook, StepReport, fit
+from models.train import EpochReport, FitResult, Hook, StepReport, fit
 from models.uploads import read_dataset_file
 from workers.job_store import ClaimedJob, JobStore, MetricRow
 from workers.write_behind import WriteBehind
@@ -81,7 +81,11 @@ class DatabaseHook(Hook):
         ]
         self.progress |= {"epoch": report.epoch, "step": report.step, "latest_metrics": report.metrics}
         if report.is_best:
-            self.progress |= {"best_metrics": report.metrics, "best_epoch": report.epoch}
+            self.progress |= {
+                "best_metrics": report.metrics,
+                "best_epoch": report.epoch,
+                "best_test_metrics": report.best_test_metrics,
+            }
         self.progress |= {"epoch_seconds": report.seconds, "samples_per_second": report.samples_per_second}
         if report.samples is not None:  # in the epoch's own write: /samples is never behind the progress
             self.progress["latest_samples"] = {"epoch": report.epoch, **asdict(report.samples)}
@@ -175,7 +179,9 @@ def _train(store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat
             f" from step {resume['progress']['step']}" if resume else "",
         )
         try:
-            result = fit(spec, hook=hook, dataset=dataset, resume=resume)
+            result: FitResult | Diverged = fit(spec, hook=hook, dataset=dataset, resume=resume)
+        except Diverged as error:  # an outcome like any other: its metrics up to the end are written
+            result = error
         finally:
             hook.writes.close()  # the writes already submitted finish before the outcome is recorded
         hook.flush()
@@ -189,6 +195,10 @@ def _train(store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat
         kind = ErrorKind.OUT_OF_MEMORY if type(error).__name__ == "OutOfMemoryError" else ErrorKind.INTERNAL
         log.exception("job %s failed", claimed.id)
         store.finish(status=JobStatus.FAILED, error_type=kind, error_message=traceback.format_exc(limit=20))
+        return JobStatus.FAILED
+    if isinstance(result, Diverged):
+        log.warning("job %s %s", claimed.id, result)
+        store.finish(status=JobStatus.FAILED, error_type=ErrorKind.DIVERGED, error_message=str(result))
         return JobStatus.FAILED
     if result.status != "stopped":
         store.finish(status=JobStatus.SUCCEEDED)

@@ -70,7 +70,9 @@ def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Setti
 
     spec = JobSpec.model_validate(job_in.model_dump(exclude={"name"}))
     info, dataset_id = dataset_info_for(session=session, spec=spec, owner=owner)
-    num_parameters = dry_check(spec, info)
+    dry = dry_check(spec, info)
+    # Stored as run: the objective is explicit, so every reader shows the same "best".
+    spec = spec.model_copy(update={"training": spec.training.model_copy(update={"objective": dry.objective})})
     n_train = split_sizes(info.num_samples, spec.training.validation_fraction, spec.training.test_fraction)[
         "train"
     ]
@@ -82,7 +84,7 @@ def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Setti
         spec=spec.model_dump(mode="json"),
         dataset_id=dataset_id,
         queue=QUEUE_FOR_DEVICE[spec.training.device],
-        num_parameters=num_parameters,
+        num_parameters=dry.parameters,
         status=JobStatus.QUEUED,
         version=0,
         attempt=0,
@@ -94,6 +96,7 @@ def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Setti
         steps_per_epoch=ceil(n_train / spec.training.batch_size),
         latest_metrics={},
         best_metrics={},
+        best_test_metrics={},
         created_at=utcnow(),
     )
     session.add(job)
@@ -198,8 +201,10 @@ def to_public(job: Job, *, position: int | None) -> JobPublic:
             fraction=min(1.0, fraction),
         ),
         latest_metrics=job.latest_metrics,
+        objective=job.spec["training"].get("objective"),
         best_metrics=job.best_metrics,
         best_epoch=job.best_epoch,
+        best_test_metrics=job.best_test_metrics,
         error=JobError(type=ErrorKind(job.error_type), message=job.error_message or "")
         if job.error_type
         else None,

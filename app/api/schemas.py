@@ -6,7 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.db.job_state import ErrorKind, JobStatus
-from models.specs import JobSpec
+from models.specs import JobSpec, ObjectiveSpec
 
 # Metric values may be NaN or infinite (a diverged run): JSON carries them as "NaN", "Infinity", "-Infinity".
 METRIC_VALUES = ConfigDict(ser_json_inf_nan="strings")
@@ -45,8 +45,12 @@ class JobPublic(BaseModel):
     cancel_requested: bool
     progress: Progress
     latest_metrics: dict[str, float]
-    best_metrics: dict[str, float]
+    objective: ObjectiveSpec | None = Field(description="the metric that picks the best epoch")
+    best_metrics: dict[str, float] = Field(description="the epoch metrics of the best epoch")
     best_epoch: int | None
+    best_test_metrics: dict[str, float] = Field(
+        description="test_* of the best epoch's weights: the score of the checkpoint `best` downloads"
+    )
     error: JobError | None
     created_at: datetime
     started_at: datetime | None

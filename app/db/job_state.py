@@ -35,6 +35,7 @@ class ErrorKind(StrEnum):
     """Why a job ended other than succeeded, or why its last attempt was handed back."""
 
     SPEC_ERROR = "spec_error"
+    DIVERGED = "diverged"  # the training loss stayed non-finite (training.max_nonfinite_steps)
     OUT_OF_MEMORY = "out_of_memory"
     WORKER_LOST = "worker_lost"
     TIMEOUT = "timeout"

@@ -48,6 +48,7 @@ class Job(Base):
     latest_metrics: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     best_metrics: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     best_epoch: Mapped[int | None] = mapped_column(Integer)
+    best_test_metrics: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     # The latest epoch's wall time and training samples per second, for /metrics.
     epoch_seconds: Mapped[float | None] = mapped_column(Float)
     samples_per_second: Mapped[float | None] = mapped_column(Float)

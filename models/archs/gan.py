@@ -172,8 +172,5 @@ class Adversarial:
         with ctx.autocast():
             return model(z).float()  # (n, *sample_shape), normalised view
 
-    def monitor(self, *, has_validation: bool, has_quality: bool) -> tuple[str, str] | None:
-        return ("val_high_quality_fraction", "max") if has_validation and has_quality else None
-
 
 register_architecture("gan", build=GAN, procedure=Adversarial(), generative=True)

@@ -155,7 +155,7 @@ def test_dry_check_reports_a_network_that_fails_at_run_time(monkeypatch: pytest.
 
 def test_dry_check_returns_the_parameter_count_for_a_good_spec() -> None:
     spec = parse_job_spec(_spec())
-    assert dry_check(spec, BUILTIN_DATASETS["digits"]) == spec.model.num_parameters(
+    assert dry_check(spec, BUILTIN_DATASETS["digits"]).parameters == spec.model.num_parameters(
         BUILTIN_DATASETS["digits"]
     )
 
