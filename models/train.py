@@ -106,6 +106,9 @@ class _Loop:
             has_quality=self.data.quality is not None,
         )
         self.stop_target = early_stopping_target(self.spec, self.objective)
+        # Each optimizer's learning rate is a step metric: `lr`, or `lr_<group>` for several (a GAN's two).
+        optimizers = run.optimizers
+        self.lr_names = {group: "lr" if len(optimizers) == 1 else f"lr_{group}" for group in optimizers}
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         saved = JobSpec.model_validate(checkpoint["spec"])
@@ -196,6 +199,7 @@ class _Loop:
         run.model.train()
         for batch in range(progress.batch_in_epoch, run.steps_per_epoch):
             index = order[batch * batch_size : (batch + 1) * batch_size]
+            lrs = {name: _lr(run.optimizers[group]) for group, name in self.lr_names.items()}
             outputs = self.procedure.train_step(
                 run.step_ctx, x.index_select(0, index), None if y is None else y.index_select(0, index)
             )
@@ -203,7 +207,7 @@ class _Loop:
                 scheduler.step()
             progress.step += 1
             progress.batch_in_epoch = batch + 1
-            pending.append(_PendingStep(progress.step, len(index), outputs))
+            pending.append(_PendingStep(progress.step, len(index), outputs, lrs))
             if len(pending) >= FLUSH_STEPS or time.monotonic() - flushed_at > FLUSH_SECONDS:
                 self._flush(pending, epoch, hook)
                 flushed_at = time.monotonic()
@@ -227,7 +231,7 @@ class _Loop:
                 for key, value in values.items():
                     progress.epoch_sums[key] = progress.epoch_sums.get(key, 0.0) + value * step.samples
                 progress.epoch_samples += step.samples
-                hook.on_step(StepReport(epoch=epoch, step=step.step, metrics=values))
+                hook.on_step(StepReport(epoch=epoch, step=step.step, metrics=values | step.lrs))
                 self._watch_divergence(values, losses, step.step, epoch)
         pending.clear()
 
@@ -363,6 +367,12 @@ class _PendingStep(NamedTuple):  # a tuple: built every step, cheaper than a dat
     step: int
     samples: int
     outputs: StepOutputs
+    lrs: dict[str, float]  # the learning rate each optimizer took this step with
+
+
+def _lr(optimizer: torch.optim.Optimizer) -> float:
+    lr = optimizer.param_groups[0]["lr"]
+    return lr if isinstance(lr, float) else float(lr)
 
 
 def _equal_batches(pending: list[_PendingStep]) -> list[list[_PendingStep]]:
