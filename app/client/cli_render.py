@@ -37,11 +37,11 @@ def duration(job: dict[str, Any]) -> str:
 
 
 def best_metric(job: dict[str, Any]) -> str:
-    best = job.get("best_metrics") or {}
-    for name in ("val_accuracy", "train_accuracy", "val_loss", "train_loss"):
-        if name in best:
-            return f"{name} {float(best[name]):.4g}"
-    return ""
+    """The job's objective at its best epoch: what "best" means for this job, the same everywhere."""
+    objective, best = job.get("objective"), job.get("best_metrics") or {}
+    if objective is None or objective["metric"] not in best:
+        return ""
+    return f"{objective['metric']} {float(best[objective['metric']]):.4g}"
 
 
 def jobs_table(jobs: list[dict[str, Any]]) -> Table:
@@ -89,7 +89,16 @@ def print_status(console: Console, job: dict[str, Any]) -> None:
         f"/{progress['total_steps'] or '?'} ({progress['fraction']:.0%}), "
         f"{duration(job) or 'not started'}"
     )
-    for label, values in (("latest", job["latest_metrics"]), ("best", job["best_metrics"])):
+    if job.get("objective"):
+        objective = job["objective"]
+        epoch = f" at epoch {job['best_epoch']}" if job.get("best_epoch") else ""
+        console.print(f"  objective: {objective['mode']} {objective['metric']}{epoch}")
+    shown = (
+        ("latest", job["latest_metrics"]),
+        ("best", job["best_metrics"]),
+        ("best checkpoint's test", job.get("best_test_metrics") or {}),
+    )
+    for label, values in shown:
         if values:
             console.print(
                 f"  {label}: " + "  ".join(f"{k} {float(v):.4g}" for k, v in sorted(values.items()))

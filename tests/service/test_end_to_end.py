@@ -112,6 +112,49 @@ def test_mlp_on_digits_end_to_end_reproduces_its_reported_accuracy(
     assert torch.equal(load(weights.content)["model.layers.0.weight"], model.network.layers[0].weight)
 
 
+def test_the_objective_picks_the_best_checkpoint_and_its_test_score(
+    api: TestClient, worker: WorkerProcess, tmp_path: Path
+) -> None:
+    spec = {
+        "dataset": {"name": "digits"},
+        "model": {"arch": "mlp", "hidden_sizes": [16]},
+        "optimizer": {"name": "sgd", "lr": 0.5},
+        "training": {"epochs": 10, "seed": 3, "checkpoint_every": 100},
+    }
+    job = _finished(api, api.post("/v1/jobs", json=spec).json()["id"], worker)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["objective"] == {"metric": "val_accuracy", "mode": "max"}  # the default for a classifier
+    series = api.get(f"/v1/jobs/{job['id']}/metrics", params={"name": "val_accuracy"}).json()["series"]
+    values = [p["value"] for p in series["val_accuracy"]]
+    assert job["best_epoch"] == values.index(max(values)) + 1
+    assert job["best_epoch"] < 10  # so `best` is not the last epoch's checkpoint, which is not due then
+    assert job["best_metrics"]["val_accuracy"] == max(values)
+
+    best = api.get(f"/v1/jobs/{job['id']}/checkpoints/best")
+    path = tmp_path / "best.pt"
+    path.write_bytes(best.content)
+    assert torch.load(path, weights_only=True)["progress"]["epoch"] == job["best_epoch"]
+    raw = builtin_dataset("digits")
+    test = split_indices(len(raw.x), 0.1, 0.2, 3)["test"]
+    with torch.no_grad():
+        predicted = load_model(path)(torch.tensor(raw.x[test])).argmax(1).numpy()
+    assert float(np.mean(predicted == raw.y[test])) == job["best_test_metrics"]["test_accuracy"]
+    assert set(job["latest_metrics"]) >= {"test_loss", "test_accuracy"}  # and the last epoch's
+
+
+def test_an_objective_the_run_never_reports_is_refused_at_post(api: TestClient) -> None:
+    spec = {
+        "dataset": {"name": "digits"},
+        "model": {"arch": "mlp"},
+        "training": {"early_stopping": {"metric": "val_f1"}},
+    }
+    response = api.post("/v1/jobs", json=spec)
+    assert response.status_code == 422
+    issue = response.json()["errors"][0]
+    assert issue["field"] == "training.early_stopping.metric" and issue["value"] == "val_f1"
+    assert "val_accuracy" in issue["reason"]
+
+
 @pytest.mark.parametrize(
     "spec",
     [
