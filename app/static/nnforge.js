@@ -95,24 +95,71 @@ const nnforge = (() => {
     }
   }
 
+  // --- numbers ---------------------------------------------------------------------------------------------
+  // Metric values arrive as numbers, or as the strings "NaN", "Infinity" and "-Infinity" of a diverged run.
+  const toNumber = (value) => (typeof value === "number" ? value : Number(value));
+
+  function formatValue(value) {
+    if (value === undefined || value === null) return "—";
+    const n = toNumber(value);
+    if (Number.isNaN(n)) return "NaN";
+    if (!Number.isFinite(n)) return n > 0 ? "∞" : "−∞";
+    return String(Number(n.toPrecision(4)));
+  }
+
+  // Axis ticks stay short however far a diverging loss climbs.
+  const tick = (v) => (v == null ? "" : v === 0 || (Math.abs(v) >= 1e-3 && Math.abs(v) < 1e5)
+    ? String(Number(v.toPrecision(6))) : Number(v.toPrecision(3)).toExponential());
+
+  // Log-scale ticks: whole decades (every few over a wide range), 1-2-5 within a narrow one. uPlot's own put
+  // a grid line at every 1…9 of each decade, a grey wall over the 20 decades a diverging loss climbs.
+  function logSplits(plot, axis, min, max) {
+    const low = Math.floor(Math.log10(min));
+    const high = Math.ceil(Math.log10(max));
+    const every = Math.max(1, Math.ceil((high - low) / 6));
+    const splits = [];
+    for (let e = low; e <= high; e += every) {
+      for (const m of high - low <= 2 ? [1, 2, 5] : [1]) {
+        const v = m * 10 ** e;
+        if (v >= min * (1 - 1e-9) && v <= max * (1 + 1e-9)) splits.push(v);
+      }
+    }
+    return splits;
+  }
+
   // --- charts ----------------------------------------------------------------------------------------------
-  // A uPlot chart over named series of (x, y) points; x values need not line up across series.
+  // A uPlot chart over named series of (x, y) points; x values need not line up across series. An x a series
+  // lacks is `undefined`, which uPlot spans; a non-finite y (or a non-positive one on a log scale) is `null`,
+  // which uPlot leaves as a gap, and the first non-finite x is marked on the plot and named under it.
+  // Series are drawn in name order, or in the order they were first added with inOrder (the compare page's
+  // runs, coloured as they are listed).
   class Chart {
-    constructor(element, xLabel) {
+    constructor(element, xLabel, view = {}, { inOrder = false } = {}) {
       this.element = element;
       this.xLabel = xLabel;
+      this.inOrder = inOrder;
+      this.view = { log: false, smoothing: 0, ...view };
       this.series = new Map(); // name -> Map(x -> y)
       this.plot = null;
       this.pending = false;
+      this.box = element.appendChild(document.createElement("div"));
+      this.note = element.appendChild(Object.assign(document.createElement("p"), { className: "chart-note" }));
+      element.nnforgeChart = this; // the browser test reads the uPlot instance and the data it draws
     }
 
     add(name, x, y) {
       if (!this.series.has(name)) this.series.set(name, new Map());
-      this.series.get(name).set(x, y);
+      this.series.get(name).set(x, toNumber(y));
       if (!this.pending) {
         this.pending = true;
         requestAnimationFrame(() => { this.pending = false; this.draw(); });
       }
+    }
+
+    // view: { log: a log-scale y axis, smoothing: the weight of TensorBoard's debiased moving average (0: off) }
+    setView(view) {
+      this.view = { ...this.view, ...view };
+      if (this.series.size) this.draw();
     }
 
     points() {
@@ -121,28 +168,86 @@ const nnforge = (() => {
       return count;
     }
 
+    // The y values drawn for one series at xs, and what was left out of them.
+    drawn(name, xs) {
+      const points = this.series.get(name);
+      const weight = this.view.smoothing;
+      const left = { nonFinite: undefined, nonPositive: 0 };
+      let mean = 0;
+      let count = 0;
+      const ys = xs.map((x) => {
+        if (!points.has(x)) return undefined;
+        let y = points.get(x);
+        if (!Number.isFinite(y)) {
+          if (left.nonFinite === undefined) left.nonFinite = x;
+          return null;
+        }
+        if (weight > 0) {
+          mean = weight * mean + (1 - weight) * y;
+          count += 1;
+          y = mean / (1 - weight ** count);
+        }
+        if (this.view.log && y <= 0) { left.nonPositive += 1; return null; }
+        return y;
+      });
+      return { ys, left };
+    }
+
     draw() {
-      const names = [...this.series.keys()].sort();
+      const names = this.inOrder ? [...this.series.keys()] : [...this.series.keys()].sort();
       const xs = [...new Set(names.flatMap((n) => [...this.series.get(n).keys()]))].sort((a, b) => a - b);
-      const data = [xs, ...names.map((n) => xs.map((x) => this.series.get(n).get(x) ?? null))];
-      const signature = names.join("|");
+      const drawn = names.map((n) => this.drawn(n, xs));
+      const data = [xs, ...drawn.map((d) => d.ys)];
+      const starts = drawn.map((d) => d.left.nonFinite).filter((x) => x !== undefined);
+      this.nonFiniteFrom = starts.length ? Math.min(...starts) : undefined;
+      const signature = `${names.join("|")} ${this.view.log}`;
       if (!this.plot || this.signature !== signature) {
         if (this.plot) this.plot.destroy();
         this.signature = signature;
         this.plot = new uPlot({
           width: Math.max(320, this.element.clientWidth || 480), height: 260,
-          scales: { x: { time: false } },
+          scales: { x: { time: false }, y: { distr: this.view.log ? 3 : 1 } },
           // Epochs and steps are whole numbers: no ticks at 1.5.
-          axes: [{ label: this.xLabel, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] }, {}],
+          axes: [{ label: this.xLabel, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] }, {
+            size: 60, values: (plot, ticks) => ticks.map(tick),
+            ...(this.view.log ? { splits: logSplits, filter: (plot, splits) => splits } : {}),
+          }],
           series: [{ label: this.xLabel }, ...names.map((n, i) => ({
-            label: n, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true,
+            label: n, stroke: COLORS[i % COLORS.length], width: 1.5,
             points: { show: xs.length < 60 },
           }))],
-        }, data, this.element);
+          hooks: { draw: [(plot) => this.markNonFinite(plot)] },
+        }, data, this.box);
+        // Long labels are cut short in the legend (the CSS): the whole label shows on hover.
+        for (const label of this.plot.root.querySelectorAll(".u-series .u-label")) label.title = label.textContent;
       } else {
         this.plot.setData(data);
       }
       this.element.dataset.points = String(this.points());
+      this.element.dataset.scale = this.plot.scales.y.distr === 3 ? "log" : "linear";
+      if (this.nonFiniteFrom === undefined) delete this.element.dataset.nonfinite;
+      else this.element.dataset.nonfinite = String(this.nonFiniteFrom);
+      const notes = names.flatMap((n, i) => (drawn[i].left.nonFinite === undefined ? []
+        : [`${n}: non-finite from ${this.xLabel} ${drawn[i].left.nonFinite}`]));
+      const hidden = drawn.reduce((sum, d) => sum + d.left.nonPositive, 0);
+      if (hidden) notes.push(`${hidden} ${hidden === 1 ? "value" : "values"} ≤ 0 not drawn on the log scale`);
+      this.note.textContent = notes.join(" · ");
+    }
+
+    // A dashed red line where the first value went non-finite.
+    markNonFinite(plot) {
+      if (this.nonFiniteFrom === undefined) return;
+      const x = Math.round(plot.valToPos(this.nonFiniteFrom, "x", true));
+      const { ctx, bbox } = plot;
+      ctx.save();
+      ctx.strokeStyle = "#c4302b";
+      ctx.lineWidth = devicePixelRatio;
+      ctx.setLineDash([4 * devicePixelRatio, 4 * devicePixelRatio]);
+      ctx.beginPath();
+      ctx.moveTo(x, bbox.top);
+      ctx.lineTo(x, bbox.top + bbox.height);
+      ctx.stroke();
+      ctx.restore();
     }
   }
 
@@ -155,14 +260,23 @@ const nnforge = (() => {
       : `${seconds.toFixed(1)}s`;
   }
 
+  // The objective's value at the best epoch, e.g. "val_accuracy 0.825 · epoch 4"; "—" before any epoch scored.
   function bestMetric(job) {
-    for (const name of ["val_accuracy", "train_accuracy", "val_high_quality_fraction", "val_loss", "train_loss"]) {
-      if (name in job.best_metrics) return `${name} ${job.best_metrics[name].toPrecision(4)}`;
-    }
-    return "";
+    if (!job.objective) return "no objective";
+    const { metric } = job.objective;
+    if (!(metric in job.best_metrics)) return `${metric} —`;
+    return `${metric} ${formatValue(job.best_metrics[metric])} · epoch ${job.best_epoch}`;
   }
 
-  const fmt = (metrics) => Object.entries(metrics).sort().map(([k, v]) => `${k} ${v.toPrecision(4)}`).join("  ");
+  const objectiveText = (objective) => (objective
+    ? `${objective.metric} (${objective.mode === "max" ? "higher" : "lower"} is better)` : "none");
+
+  const fmt = (metrics) => Object.entries(metrics).sort().map(([k, v]) => `${k} ${formatValue(v)}`).join("  ");
+
+  // Epoch metrics in reading order: train_, val_, test_, then by name.
+  const SPLITS = ["train_", "val_", "test_"];
+  const splitRank = (name) => { const i = SPLITS.findIndex((s) => name.startsWith(s)); return i < 0 ? 3 : i; };
+  const byReadingOrder = (a, b) => splitRank(a) - splitRank(b) || a.localeCompare(b);
 
   function cell(row, text, className) {
     const td = row.insertCell();
@@ -208,7 +322,8 @@ const nnforge = (() => {
           cell(row, job.spec.optimizer.name);
           cell(row, String(job.spec.optimizer.lr));
           cell(row, `${job.progress.epoch}/${job.progress.total_epochs}`);
-          cell(row, bestMetric(job));
+          cell(row, bestMetric(job)).title = job.objective
+            ? `objective: ${objectiveText(job.objective)}` : "no objective: its latest checkpoint is its best";
           cell(row, duration(job));
           cell(row, new Date(job.created_at).toLocaleString());
         }
@@ -222,13 +337,23 @@ const nnforge = (() => {
   }
 
   // --- job page --------------------------------------------------------------------------------------------
+  const isLearningRate = (name) => /^lr(_|$)/.test(name);
+
+  function errorText(error) {
+    if (!error) return "";
+    // A diverged job's message already opens with "diverged:".
+    return error.message.startsWith(`${error.type}:`) ? error.message : `${error.type}: ${error.message}`;
+  }
+
   function jobPage(jobId) {
     setupToken();
     const charts = {
       loss: new Chart($("chart-loss"), "epoch"),
       quality: new Chart($("chart-quality"), "epoch"),
       steps: new Chart($("chart-steps"), "step"),
+      lr: new Chart($("chart-lr"), "step"),
     };
+    $("steps-log").addEventListener("change", (event) => charts.steps.setView({ log: event.target.checked }));
     let job = null;
     let checkpointEpoch = -1;
     let logAfter = 0;
@@ -246,21 +371,50 @@ const nnforge = (() => {
       $("cancel").hidden = TERMINAL.includes(job.status);
       const error = $("job-error");
       error.hidden = !job.error;
-      error.textContent = job.error ? `${job.error.type}: ${job.error.message}` : "";
+      error.textContent = errorText(job.error);
       showProgress(job);
     }
 
+    // A progress event carries the latest and best epoch metrics; the best checkpoint's test metrics come
+    // with the job itself (status events and the final read).
     function showProgress(data) {
       const p = data.progress;
       $("job-progress").value = p.fraction;
       $("job-progress-text").textContent = `epoch ${p.epoch}/${p.total_epochs} · step ${p.step}/${p.total_steps ?? "?"}`;
-      $("job-metrics").textContent = fmt(data.latest_metrics);
+      showScores({ ...job, ...data });
+    }
+
+    // The objective, then each epoch metric of the last epoch beside the best epoch's (test_* of the best
+    // epoch's weights: the checkpoint `best` downloads).
+    function showScores(scores) {
+      const objective = scores.objective;
+      const best = { ...scores.best_metrics, ...scores.best_test_metrics };
+      $("job-objective").textContent = !objective
+        ? "objective: none (no quality measure), so the latest checkpoint is the best"
+        : `objective: ${objectiveText(objective)} · best epoch `
+          + (scores.best_epoch == null ? "none yet" : `${scores.best_epoch}: ${formatValue(best[objective.metric])}`);
+      const names = [...new Set([...Object.keys(scores.latest_metrics), ...Object.keys(best)])].sort(byReadingOrder);
+      const table = $("job-scores");
+      table.hidden = !names.length;
+      table.tHead.rows[0].cells[1].textContent = `last epoch (${scores.progress.epoch})`;
+      table.tHead.rows[0].cells[2].textContent = `best epoch (${scores.best_epoch ?? "—"})`;
+      const body = table.tBodies[0];
+      body.replaceChildren();
+      for (const name of names) {
+        const row = body.insertRow();
+        row.dataset.metric = name;
+        if (objective && name === objective.metric) row.className = "objective";
+        cell(row, objective && name === objective.metric ? `${name} (objective)` : name);
+        cell(row, formatValue(scores.latest_metrics[name]));
+        cell(row, formatValue(best[name]));
+      }
     }
 
     function addPoints(points) {
       for (const point of points) {
         const epochLevel = /^(train|val|test)_/.test(point.name);
-        if (!epochLevel) charts.steps.add(point.name, point.step, point.value);
+        if (isLearningRate(point.name)) charts.lr.add(point.name, point.step, point.value);
+        else if (!epochLevel) charts.steps.add(point.name, point.step, point.value);
         else if (point.name.startsWith("test_")) continue;
         else if (point.name.endsWith("loss")) charts.loss.add(point.name, point.epoch, point.value);
         else charts.quality.add(point.name, point.epoch, point.value);
@@ -359,52 +513,140 @@ const nnforge = (() => {
   }
 
   // --- compare page ----------------------------------------------------------------------------------------
+  // A spec as rows: "optimizer.lr" -> "0.01"; an unset (null) field reads as a field a job lacks, "—".
   function flatten(value, prefix = "", into = {}) {
     if (value && typeof value === "object" && !Array.isArray(value)) {
       for (const [key, child] of Object.entries(value)) flatten(child, prefix ? `${prefix}.${key}` : key, into);
     } else {
-      into[prefix] = JSON.stringify(value);
+      into[prefix] = value === null ? "—" : typeof value === "string" ? value : JSON.stringify(value);
     }
     return into;
   }
 
+  // What each job scored: always shown, unlike the hyperparameters, which "only what differs" filters.
+  function resultRows(jobs) {
+    const rows = [
+      ["status", jobs.map((job) => (job.error ? `${job.status} (${job.error.type})` : job.status))],
+      ["objective", jobs.map((job) => objectiveText(job.objective))],
+      ["best epoch", jobs.map((job) => (job.best_epoch == null ? "—" : String(job.best_epoch)))],
+      ["best value", jobs.map((job) => formatValue(job.objective && job.best_metrics[job.objective.metric]))],
+    ];
+    const tests = [...new Set(jobs.flatMap((job) => Object.keys({ ...job.latest_metrics, ...job.best_test_metrics })))]
+      .filter((name) => name.startsWith("test_")).sort();
+    for (const name of tests) {
+      rows.push([`best checkpoint ${name}`, jobs.map((job) => formatValue(job.best_test_metrics[name]))]);
+      rows.push([`last epoch ${name}`, jobs.map((job) => formatValue(job.latest_metrics[name]))]);
+    }
+    return rows;
+  }
+
+  function fillRows(body, rows) {
+    for (const [key, values] of rows) {
+      const row = body.insertRow();
+      row.dataset.key = key;
+      const differs = new Set(values).size > 1;
+      row.dataset.same = String(!differs);
+      cell(row, key, "key");
+      for (const value of values) cell(row, value, differs ? "differs" : "").title = value;
+    }
+  }
+
+  // A column per job: what it scored, then its hyperparameters, by default only those that differ.
+  function compareTable(jobs, label) {
+    const head = $("compare-params").tHead.insertRow();
+    cell(head, "");
+    for (const job of jobs) {
+      const link = head.appendChild(document.createElement("th")).appendChild(document.createElement("a"));
+      link.href = `/ui/jobs/${job.id}`;
+      link.textContent = link.title = label(job);
+    }
+    fillRows($("compare-results"), resultRows(jobs));
+    const flat = jobs.map((job) => flatten(job.spec));
+    const keys = [...new Set(flat.flatMap((f) => Object.keys(f)))].sort();
+    fillRows($("compare-spec"), keys.map((key) => [key, flat.map((f) => f[key] ?? "—")]));
+    const onlyDiffers = $("compare-only-differs");
+    const filter = () => {
+      for (const row of $("compare-spec").rows) row.hidden = onlyDiffers.checked && row.dataset.same === "true";
+    };
+    onlyDiffers.addEventListener("change", filter);
+    filter();
+  }
+
+  // The URL keeps the view (?ids=…&metrics=…&log=1&smoothing=0.6), so a comparison can be shared.
   async function comparePage() {
     setupToken();
-    const ids = (new URLSearchParams(location.search).get("ids") || "").split(",").filter(Boolean);
+    const params = new URLSearchParams(location.search);
+    const ids = (params.get("ids") || "").split(",").filter(Boolean);
     if (!ids.length) return;
     try {
       const jobs = await Promise.all(ids.map((id) => getJson(`/v1/jobs/${id}`)));
-      const series = await Promise.all(ids.map((id) => getJson(`/v1/jobs/${id}/metrics`)));
+      // Long per-step series arrive downsampled (each bucket's lowest and highest point, so spikes survive).
+      const series = await Promise.all(ids.map((id) => getJson(`/v1/jobs/${id}/metrics?max_points=2000`)));
+      // Runs are told apart by name, and by id where names repeat (series of one name would merge).
+      const named = jobs.map((job) => job.name || job.id.slice(0, 8));
+      const unique = (name) => named.indexOf(name) === named.lastIndexOf(name);
+      const labels = new Map(jobs.map((job, i) => [
+        job.id, unique(named[i]) ? named[i] : `${named[i]} (${job.id.slice(0, 8)})`]));
+      const label = (job) => labels.get(job.id);
+      const perEpoch = (name) => /^(train|val)_/.test(name);
       const names = [...new Set(series.flatMap((s) => Object.keys(s.series)))]
-        .filter((n) => /^(train|val)_/.test(n)).sort();
-      const select = $("compare-metric");
-      for (const name of names) select.add(new Option(name, name, false, name === "val_loss"));
-      const label = (job) => job.name || job.id.slice(0, 8);
-      let chart = null;
-      const draw = () => {
-        $("chart-compare").replaceChildren();
-        chart = new Chart($("chart-compare"), "epoch");
-        jobs.forEach((job, i) => {
-          for (const p of series[i].series[select.value] || []) chart.add(label(job), p.epoch, p.value);
-        });
-        $("compare-caption").textContent = `${select.value} per epoch`;
-      };
-      select.addEventListener("change", draw);
-      draw();
+        .filter((n) => !n.startsWith("test_"))
+        .sort((a, b) => Number(perEpoch(b)) - Number(perEpoch(a)) || byReadingOrder(a, b));
+      const asked = (params.get("metrics") || "").split(",").filter((n) => names.includes(n));
+      const defaults = [...jobs.map((job) => job.objective && job.objective.metric), "val_loss"]
+        .filter((n) => names.includes(n));
+      const chosen = new Set(asked.length ? asked : defaults.length ? defaults : names.slice(0, 1));
 
-      const flat = jobs.map((job) => flatten(job.spec));
-      const keys = [...new Set(flat.flatMap(Object.keys))].sort();
-      const table = $("compare-params");
-      const head = table.tHead.insertRow();
-      cell(head, "parameter");
-      jobs.forEach((job) => cell(head, label(job)));
-      for (const key of [...keys, "best"]) {
-        const row = table.tBodies[0].insertRow();
-        const values = key === "best" ? jobs.map(bestMetric) : flat.map((f) => f[key] ?? "");
-        cell(row, key);
-        const differs = new Set(values).size > 1;
-        values.forEach((v) => cell(row, v, differs ? "differs" : ""));
+      const log = $("compare-log");
+      const smoothing = $("compare-smoothing");
+      log.checked = params.get("log") === "1";
+      smoothing.value = params.get("smoothing") || "0";
+      const view = () => ({ log: log.checked, smoothing: Number(smoothing.value) });
+      let charts = [];
+
+      const remember = () => {
+        params.set("metrics", names.filter((name) => chosen.has(name)).join(","));
+        params.set("log", log.checked ? "1" : "0");
+        params.set("smoothing", smoothing.value);
+        const query = [...params].map(([key, value]) => `${key}=${encodeURIComponent(value).replaceAll("%2C", ",")}`);
+        history.replaceState(null, "", `?${query.join("&")}`); // commas kept readable
+        $("compare-smoothing-value").textContent = Number(smoothing.value) ? smoothing.value : "off";
+      };
+
+      const drawCharts = () => {
+        const box = $("compare-charts");
+        box.replaceChildren();
+        charts = names.filter((name) => chosen.has(name)).map((name) => {
+          const figure = box.appendChild(document.createElement("figure"));
+          const axis = perEpoch(name) ? "epoch" : "step";
+          figure.append(Object.assign(document.createElement("figcaption"), { textContent: `${name} per ${axis}` }));
+          const element = figure.appendChild(Object.assign(document.createElement("div"), { className: "chart" }));
+          element.dataset.metric = name;
+          const chart = new Chart(element, axis, view(), { inOrder: true });
+          jobs.forEach((job, i) => {
+            for (const p of series[i].series[name] || []) {
+              chart.add(label(job), perEpoch(name) ? p.epoch : p.step, p.value);
+            }
+          });
+          return chart;
+        });
+        remember();
+      };
+
+      const picker = $("compare-metrics");
+      for (const name of names) {
+        const box = Object.assign(document.createElement("input"), { type: "checkbox", value: name });
+        box.checked = chosen.has(name);
+        box.addEventListener("change", () => { box.checked ? chosen.add(name) : chosen.delete(name); drawCharts(); });
+        const choice = picker.appendChild(document.createElement("label"));
+        choice.append(box, ` ${name}${perEpoch(name) ? "" : " (step)"}`);
       }
+      const redraw = () => { for (const chart of charts) chart.setView(view()); remember(); };
+      log.addEventListener("change", redraw);
+      smoothing.addEventListener("input", redraw);
+      drawCharts();
+
+      compareTable(jobs, label);
     } catch (error) {
       if (error.message !== "unauthorized") showError(error.message);
     }

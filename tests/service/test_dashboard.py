@@ -2,6 +2,7 @@
 Celery worker: submit from the form, watch the curves grow, see the end, download, compare."""
 
 import json
+import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,40 @@ DIGITS_GAN = {
     "model": {"arch": "gan", "generator": {"hidden_sizes": [32]}, "discriminator": {"hidden_sizes": [32]}},
     "training": {"epochs": 2, "batch_size": 64},
 }
+# Three short runs that differ in the learning rate; the third warms up over 20 steps, then decays (cosine).
+COMPARED = {
+    "dataset": {"name": "moons"},
+    "model": {"arch": "mlp", "hidden_sizes": [8]},
+    "training": {"epochs": 3},
+}
+COMPARED_OPTIMIZERS = [
+    {"name": "sgd", "lr": 0.1},
+    {"name": "sgd", "lr": 0.01},
+    {"name": "sgd", "lr": 0.05, "warmup_steps": 20, "schedule": {"kind": "cosine"}},
+]
+# A name without spaces, too long for a column: it must wrap rather than widen the page.
+COMPARED_NAMES = ["lr-0.1", "lr-0.01", "moons-sgd-lr-0.05-warmup-20-steps-cosine-decay-" + "x" * 40]
+# Momentum at a learning rate of 10: NaN within a few steps, failed as diverged in about a second.
+DIVERGING = {
+    "dataset": {"name": "digits"},
+    "model": {"arch": "mlp", "hidden_sizes": [512, 512]},
+    "optimizer": {"name": "momentum", "lr": 10},
+    "training": {"epochs": 3},
+}
+# Each compare chart: its metric, its y scale as uPlot holds it, its series and the values it draws.
+CHARTS = """() => [...document.querySelectorAll("#compare-charts .chart")].map((element) => {
+  const plot = element.nnforgeChart.plot;
+  return {
+    metric: element.dataset.metric, scale: element.dataset.scale, distr: plot.scales.y.distr,
+    series: plot.series.slice(1).map((s) => s.label), data: plot.data.slice(1),
+  };
+})"""
+SET_SMOOTHING = """(value) => {
+  const slider = document.getElementById("compare-smoothing");
+  slider.value = value;
+  slider.dispatchEvent(new Event("input"));
+}"""
+NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
 # Pixels of the samples canvas: generated points are drawn in red (#d62728), image pixels in grey levels.
 COUNT_PIXELS = """(kind) => {
   const canvas = document.getElementById("samples-canvas");
@@ -67,17 +102,34 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser, live_stack: LiveStack):  # type: ignore[no-untyped-def]
+def page_errors() -> list[str]:
+    """Uncaught exceptions of the page's scripts: every test ends with none."""
+    return []
+
+
+@pytest.fixture
+def page(browser, live_stack: LiveStack, page_errors: list[str]):  # type: ignore[no-untyped-def]
     context = browser.new_context(
         base_url=live_stack.url, accept_downloads=True, viewport={"width": 1400, "height": 1100}
     )
     page = context.new_page()
+    page.on("pageerror", lambda error: page_errors.append(str(error)))
     page.goto("/ui")
     page.fill("#token-input", live_stack.token)  # entered once, kept by the browser
     page.click("#token-form button")
     page.wait_for_selector("#token-state:has-text('token saved')")
     yield page
     context.close()
+    assert not page_errors, page_errors
+
+
+def _debiased_ema(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing, which the compare page follows."""
+    mean, out = 0.0, []
+    for i, value in enumerate(values, start=1):
+        mean = weight * mean + (1 - weight) * value
+        out.append(mean / (1 - weight**i))
+    return out
 
 
 def _plotted(page) -> int:  # type: ignore[no-untyped-def]
@@ -132,27 +184,125 @@ def test_dashboard_submits_a_job_plots_it_live_and_downloads_a_checkpoint(
     assert "succeeded" in page.text_content(f"#jobs tr[data-job-id='{job_id}']")
 
 
-def test_compare_page_overlays_two_jobs_and_marks_differing_hyperparameters(
+def test_compare_page_charts_chosen_metrics_on_log_scale_smoothed_and_lists_what_differs(
     page, live_stack: LiveStack
 ) -> None:
     client = Client(live_stack.url, live_stack.token)
-    small = {
-        "dataset": {"name": "moons"},
-        "model": {"arch": "mlp", "hidden_sizes": [8]},
-        "training": {"epochs": 3},
-    }
-    jobs = [
-        client.submit({**small, "optimizer": {"name": "sgd", "lr": lr}}, name=f"lr-{lr}").wait()
-        for lr in (0.1, 0.01)
+    submitted = [
+        client.submit({**COMPARED, "optimizer": optimizer}, name=name)
+        for name, optimizer in zip(COMPARED_NAMES, COMPARED_OPTIMIZERS, strict=True)
     ]
-    assert [job.status for job in jobs] == ["succeeded", "succeeded"]
+    jobs = [job.wait() for job in submitted]
+    assert [job.status for job in jobs] == ["succeeded"] * 3, live_stack.logs()
 
-    page.goto(f"/ui/compare?ids={jobs[0].id},{jobs[1].id}")
-    page.wait_for_function("document.getElementById('chart-compare').dataset.points == '6'")
-    differing = page.locator("#compare-params td.differs").all_text_contents()
-    assert {"0.1", "0.01"} <= set(differing)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"/ui/compare?ids={','.join(job.id for job in jobs)}")
+    # By default the jobs' objective and the validation loss, one chart each, three runs on each.
+    page.wait_for_selector("#compare-charts .chart[data-metric='val_loss'][data-points='9']")
+    assert [c["metric"] for c in page.evaluate(CHARTS)] == ["val_accuracy", "val_loss"]
+
+    page.uncheck("#compare-metrics input[value='val_accuracy']")
+    page.check("#compare-metrics input[value='train_loss']")
+    page.wait_for_selector("#compare-charts .chart[data-metric='train_loss'][data-points='9']")
+    charts = page.evaluate(CHARTS)
+    assert [c["metric"] for c in charts] == ["train_loss", "val_loss"]
+    for chart in charts:
+        assert chart["series"] == COMPARED_NAMES
+        assert all(len(ys) == 3 and all(y > 0 for y in ys) for ys in chart["data"]), chart
+        assert chart["distr"] == 1 and chart["scale"] == "linear"
+    assert "metrics=train_loss,val_loss&" in page.url  # the view can be shared
+
+    page.check("#compare-log")
+    assert [(c["distr"], c["scale"]) for c in page.evaluate(CHARTS)] == [(3, "log")] * 2
+    page.uncheck("#compare-log")
+    assert [c["distr"] for c in page.evaluate(CHARTS)] == [1, 1]
+
+    raw = page.evaluate(CHARTS)[1]["data"]
+    page.evaluate(SET_SMOOTHING, "0.9")
+    smoothed = page.evaluate(CHARTS)[1]["data"]
+    assert smoothed != raw
+    assert smoothed == [pytest.approx(_debiased_ema(ys, 0.9)) for ys in raw]
+    page.evaluate(SET_SMOOTHING, "0")
+    assert page.evaluate(CHARTS)[1]["data"] == raw
+
+    # Rows equal across the jobs are hidden until "only what differs" is unticked; the results always show.
+    same, differs = "#compare-spec tr[data-key='dataset.name']", "#compare-spec tr[data-key='optimizer.lr']"
+    assert page.is_hidden(same) and page.is_visible(differs)
+    assert page.locator(f"{differs} td.differs").all_text_contents() == ["0.1", "0.01", "0.05"]
+    assert (
+        page.locator("#compare-results tr[data-key='objective'] td").all_text_contents()[1:]
+        == ["val_accuracy (higher is better)"] * 3
+    )
+    best_test = page.locator("#compare-results tr[data-key='best checkpoint test_accuracy'] td")
+    assert [float(v) for v in best_test.all_text_contents()[1:]] == [
+        pytest.approx(job.data["best_test_metrics"]["test_accuracy"], abs=5e-4) for job in jobs
+    ]
+    assert page.locator("#compare-results tr[data-key='best epoch'] td").all_text_contents()[1:] == [
+        str(job.data["best_epoch"]) for job in jobs
+    ]
+    page.uncheck("#compare-only-differs")
+    assert page.is_visible(same) and page.is_visible(differs)
+
+    # Nothing widens the page at 1,280 px: the long name wraps in the table and in the legends.
+    assert page.evaluate(NO_SIDEWAYS_SCROLL), page.evaluate("document.documentElement.scrollWidth")
+    page.check("#compare-only-differs")
+    page.screenshot(path="/tmp/dashboard-compare-1280.png", full_page=True)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-compare.png"), full_page=True)
+
+    # The warmed-up, cosine-decayed run: its learning rate rises for 20 steps, then falls, in its own chart.
+    warmed = jobs[2]
+    page.goto(f"/ui/jobs/{warmed.id}")
+    steps = warmed.data["progress"]["total_steps"]
+    page.wait_for_selector(f"#chart-lr[data-points='{steps}']")
+    (lr,) = page.evaluate("document.getElementById('chart-lr').nnforgeChart.plot.data.slice(1)")
+    assert lr[0] == pytest.approx(0.05 / 20) and max(lr) == pytest.approx(0.05) == lr[19]
+    assert lr[-1] < lr[19] / 2
+    labels = page.evaluate(
+        "document.getElementById('chart-steps').nnforgeChart.plot.series.slice(1).map((s) => s.label)"
+    )
+    assert labels == ["accuracy", "loss"]
+    # The summary: the objective at the best epoch, the best checkpoint's test score beside the last epoch's.
+    best_epoch = warmed.data["best_epoch"]
+    assert f"best epoch {best_epoch}: " in page.text_content("#job-objective")
+    test_row = page.locator("#job-scores tr[data-metric='test_accuracy'] td").all_text_contents()
+    assert [float(v) for v in test_row[1:]] == [
+        pytest.approx(warmed.data["latest_metrics"]["test_accuracy"], abs=5e-4),
+        pytest.approx(warmed.data["best_test_metrics"]["test_accuracy"], abs=5e-4),
+    ]
+    assert page.text_content("#job-scores th:nth-child(3)") == f"best epoch ({best_epoch})"
+    assert page.evaluate(NO_SIDEWAYS_SCROLL), page.evaluate("document.documentElement.scrollWidth")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-job-lr.png"), full_page=True)
+
+
+def test_diverged_job_shows_its_error_and_non_finite_values_as_gaps(
+    page, live_stack: LiveStack, page_errors: list[str]
+) -> None:
+    job = Client(live_stack.url, live_stack.token).submit(DIVERGING, name="diverging").wait()
+    assert job.data["error"]["type"] == "diverged", job.data
+    loss = job.metrics(["loss"])["loss"]
+    first_bad = next(p["step"] for p in loss if not math.isfinite(float(p["value"])))
+
+    page.goto(f"/ui/jobs/{job.id}")
+    page.wait_for_selector("body[data-ended]")
+    page.wait_for_selector(f"#chart-steps[data-nonfinite='{first_bad}']")
+    assert page.text_content("#job-error").startswith("diverged: the training loss")
+    assert f"loss: non-finite from step {first_bad}" in page.text_content("#chart-steps .chart-note")
+    drawn = page.evaluate("document.getElementById('chart-steps').nnforgeChart.plot.data[2]")
+    assert drawn[-1] is None  # a gap, not a zero or a line to the axis
+    assert page.text_content("#job-objective").endswith("best epoch none yet")
+    page.check("#steps-log")  # the finite climb before the NaN, readable on a log scale
+    assert page.get_attribute("#chart-steps", "data-scale") == "log"
+    assert page.get_attribute("#chart-steps", "data-nonfinite") == str(first_bad)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-job-diverged.png"), full_page=True)
+
+    page.goto("/ui")
+    page.wait_for_selector(f"#jobs tr[data-job-id='{job.id}']")
+    assert "val_accuracy —" in page.text_content(f"#jobs tr[data-job-id='{job.id}']")
+    page.goto(f"/ui/compare?ids={job.id}&metrics=loss")
+    page.wait_for_selector(f"#compare-charts .chart[data-nonfinite='{first_bad}']")
+    assert page.is_hidden("#error") and page_errors == []
 
 
 def test_gan_job_page_redraws_generated_samples_each_epoch(page, live_stack: LiveStack) -> None:
