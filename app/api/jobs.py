@@ -1,17 +1,13 @@
-"""Job logic behind the routes: create (validate, dry-check, insert), read, list, cancel. Torch-free
-except for the dry check, which imports the engine on first use."""
+"""Job logic behind the routes: create (validate, dry-check, insert), read, update, cancel (lists are in
+app/api/job_lists.py). Torch-free except for the dry check, which imports the engine on first use."""
 
-import base64
-import binascii
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from math import ceil
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.api.schemas import JobCreate, JobError, JobPublic, Progress
+from app.api.schemas import MAX_TAGS, JobCreate, JobError, JobPublic, JobUpdate, Progress
 from app.core.queue import QUEUE_FOR_DEVICE
 from app.core.settings import Settings
 from app.db import job_state
@@ -22,8 +18,6 @@ from models.dataset_info import BUILTIN_DATASETS, DatasetInfo
 from models.errors import SpecError
 from models.specs import JobSpec
 from models.splits import split_sizes
-
-MAX_PAGE_SIZE = 200
 
 
 class JobNotFound(LookupError):
@@ -68,7 +62,7 @@ def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Setti
     if queued >= limits.max_queued_jobs_per_owner:
         raise TooManyJobs(f"{queued} jobs are already queued, the limit per owner; wait for some to start")
 
-    spec = JobSpec.model_validate(job_in.model_dump(exclude={"name"}))
+    spec = JobSpec.model_validate(job_in.model_dump(exclude={"name", "tags", "notes"}))
     info, dataset_id = dataset_info_for(session=session, spec=spec, owner=owner)
     dry = dry_check(spec, info)
     # Stored as run: the objective is explicit, so every reader shows the same "best".
@@ -80,6 +74,8 @@ def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Setti
         id=str(uuid.uuid4()),
         owner=owner,
         name=job_in.name,
+        tags=job_in.tags,
+        notes=job_in.notes,
         arch=spec.model.arch,
         spec=spec.model_dump(mode="json"),
         dataset_id=dataset_id,
@@ -104,46 +100,35 @@ def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Setti
     return job
 
 
-def get_job(*, session: Session, job_id: str, owner: str) -> Job:
-    job = session.get(Job, job_id)
+def get_job(*, session: Session, job_id: str, owner: str, lock: bool = False) -> Job:
+    """The owner's job (`lock`: its row locked until the transaction ends); JobNotFound for any other."""
+    job = session.get(Job, job_id, with_for_update=True if lock else None)
     if job is None or job.owner != owner:
         raise JobNotFound(job_id)
     return job
 
 
-def encode_cursor(created_at: datetime, job_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{job_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created), job_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise SpecError.single("cursor", cursor, "not a cursor this API returned") from None
-
-
-@dataclass
-class JobPage:
-    jobs: list[Job]
-    next_cursor: str | None
-
-
-def list_jobs(
-    *, session: Session, owner: str, status: str | None, arch: str | None, limit: int, cursor: str | None
-) -> JobPage:
-    """Newest first, keyset-paginated on (created_at, id) so every page costs the same."""
-    query = select(Job).where(Job.owner == owner)
-    if status:
-        query = query.where(Job.status == status)
-    if arch:
-        query = query.where(Job.arch == arch)
-    if cursor:
-        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(*decode_cursor(cursor)))
-    rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
-    more = len(rows) > limit
-    jobs = rows[:limit]
-    return JobPage(jobs, encode_cursor(jobs[-1].created_at, jobs[-1].id) if more and jobs else None)
+def update_job(*, session: Session, job: Job, changes: JobUpdate) -> Job:
+    """Apply a PATCH: the fields sent, in any status. Tags: `tags` replaces the set, else `remove_tags`
+    then `add_tags` change it. The caller holds the row lock (get_job(lock=True)), so concurrent changes
+    apply one after the other and none is lost."""
+    sent = changes.model_fields_set
+    if "tags" in sent and (changes.add_tags or changes.remove_tags):
+        raise SpecError.single("tags", changes.tags, "send the whole set or add_tags/remove_tags, not both")
+    if "name" in sent:
+        job.name = changes.name
+    if "notes" in sent:
+        job.notes = changes.notes
+    tags = changes.tags if "tags" in sent else job.tags
+    tags = [t for t in tags if t not in changes.remove_tags]
+    tags += [t for t in changes.add_tags if t not in tags]
+    if len(tags) > MAX_TAGS:
+        field = "add_tags" if changes.add_tags else "tags"
+        raise SpecError.single(field, tags, f"a job has at most {MAX_TAGS} tags; this makes {len(tags)}")
+    if tags != job.tags:
+        job.tags = tags
+    session.flush()
+    return job
 
 
 def queue_position(*, session: Session, job: Job) -> int | None:
@@ -184,6 +169,8 @@ def to_public(job: Job, *, position: int | None) -> JobPublic:
     return JobPublic(
         id=job.id,
         name=job.name,
+        tags=job.tags,
+        notes=job.notes,
         status=JobStatus(job.status),
         arch=job.arch,
         spec=job.spec,  # type: ignore[arg-type]

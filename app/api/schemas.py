@@ -1,9 +1,9 @@
 """Request and response bodies of the API (pydantic), kept apart from the tables."""
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from app.db.job_state import ErrorKind, JobStatus
 from models.specs import JobSpec, ObjectiveSpec
@@ -12,8 +12,78 @@ from models.specs import JobSpec, ObjectiveSpec
 METRIC_VALUES = ConfigDict(ser_json_inf_nan="strings")
 
 
+# What a user attaches to a job to find it again (not part of the spec). README's limits table lists these.
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 40
+TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:=/-]*$"  # starts with a letter or digit: `-t` stays the CLI's
+MAX_NOTES_LENGTH = 10_000
+MAX_NAME_LENGTH = 200
+MIN_ID_PREFIX = 4
+
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TAG_LENGTH, pattern=TAG_PATTERN)]
+Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS, description="a set: repeats collapse, in given order")]
+Notes = Annotated[str, Field(max_length=MAX_NOTES_LENGTH, description="free text about the job")]
+
+
+def _distinct(tags: list[str]) -> list[str]:
+    return list(dict.fromkeys(tags))
+
+
 class JobCreate(JobSpec):
-    name: str | None = Field(default=None, max_length=200)
+    name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
+    tags: Tags = Field(default_factory=list)
+    notes: Notes | None = None
+
+    _distinct_tags = field_validator("tags")(_distinct)
+
+
+class JobUpdate(BaseModel):
+    """PATCH /v1/jobs/{id}: only the fields sent change (`null` clears `name` or `notes`). `tags` replaces
+    the set; `add_tags`/`remove_tags` change it in place, so two clients tagging at once lose nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
+    notes: Notes | None = None
+    tags: Tags = []
+    add_tags: Tags = []
+    remove_tags: Tags = []
+
+    _distinct_tags = field_validator("tags", "add_tags", "remove_tags")(_distinct)
+
+
+JobSort = Annotated[
+    str,
+    StringConstraints(max_length=80, pattern=r"^[-+]?(created|duration|best\.[A-Za-z0-9_]{1,64})$"),
+]
+
+
+class JobListQuery(BaseModel):
+    """GET /v1/jobs: every filter given must hold; `sort` is a key, `-` first for descending."""
+
+    status: JobStatus | None = None
+    arch: str | None = Field(default=None, max_length=32)
+    tag: list[Tag] = Field(default=[], max_length=MAX_TAGS, description="repeatable: the job has every one")
+    name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH, description="substring, any case")
+    optimizer: str | None = Field(default=None, max_length=32, description="the spec's optimizer.name")
+    dataset: str | None = Field(default=None, max_length=64, description="a built-in's name or an upload id")
+    created_after: datetime | None = Field(default=None, description="inclusive; without a zone, UTC")
+    created_before: datetime | None = Field(default=None, description="exclusive; without a zone, UTC")
+    id_prefix: str | None = Field(
+        default=None, min_length=MIN_ID_PREFIX, max_length=36, pattern=r"^[0-9A-Fa-f-]+$"
+    )
+    sort: JobSort = Field(
+        default="-created",
+        description="created, duration or best.METRIC (the best epoch's value; test_* from the best "
+        "checkpoint's test score); `-` first for descending. Jobs without the key come last.",
+    )
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=400)
+
+    @field_validator("created_after", "created_before")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 class Progress(BaseModel):
@@ -34,6 +104,8 @@ class JobPublic(BaseModel):
 
     id: str
     name: str | None
+    tags: list[str]
+    notes: str | None
     status: JobStatus
     arch: str
     spec: dict[str, Any]

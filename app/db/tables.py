@@ -15,10 +15,14 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, MetricValue, UTCDateTime, utcnow
+
+# A finished job's run time in seconds, as PostgreSQL indexes it (the expression of ix_job_owner_duration).
+DURATION_SECONDS_POSTGRESQL = "CAST(EXTRACT(EPOCH FROM finished_at - started_at) AS DOUBLE PRECISION)"
 
 
 class Job(Base):
@@ -27,6 +31,10 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64), default="local")
     name: Mapped[str | None] = mapped_column(String(200))
+    # Labels for finding a job again, not part of the spec. The database keeps `job_tag` (below) in step
+    # with `tags` (triggers, migration 0011), so any writer keeps the tag index right.
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    notes: Mapped[str | None] = mapped_column(Text)
     arch: Mapped[str] = mapped_column(String(32))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     dataset_id: Mapped[str | None] = mapped_column(ForeignKey("dataset.id"))
@@ -65,7 +73,42 @@ class Job(Base):
     __table_args__ = (
         Index("ix_job_owner_created", "owner", "created_at", "id"),
         Index("ix_job_status_created", "status", "created_at"),
+        # id prefixes (`nnforge status 1d44`): LIKE 'prefix%' needs pattern ops under a non-C collation.
+        Index("ix_job_owner_id", "owner", "id", postgresql_ops={"id": "varchar_pattern_ops"}),
+        # sort=duration (app/api/job_lists.py builds the same expression); SQLite sorts without it.
+        Index(
+            "ix_job_owner_duration",
+            "owner",
+            text(DURATION_SECONDS_POSTGRESQL),
+            "id",
+        ).ddl_if(dialect="postgresql"),
     )
+
+
+class JobTag(Base):
+    """One row per tag of a job, kept by the database from `job.tags` (migration 0011): `?tag=` filters
+    through the (tag, job_id) index instead of reading every job's list."""
+
+    __tablename__ = "job_tag"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(40), primary_key=True)
+
+    __table_args__ = (Index("ix_job_tag_tag_job", "tag", "job_id"),)
+
+
+class JobBestMetric(Base):
+    """One row per finite number in a job's `best_metrics` (and, for names not there, `best_test_metrics`),
+    kept by the database (migration 0011): `?sort=-best.val_accuracy` walks (owner, name, value) in order."""
+
+    __tablename__ = "job_best_metric"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_job_best_metric_owner_name_value", "owner", "name", "value", "job_id"),)
 
 
 class Metric(Base):

@@ -53,6 +53,7 @@ def test_every_route_hides_another_owners_objects_as_404(alice: TestClient, bob:
     foreign = [
         ("GET", f"/v1/jobs/{job_id}"),
         ("POST", f"/v1/jobs/{job_id}/cancel"),
+        ("PATCH", f"/v1/jobs/{job_id}"),
         ("GET", f"/v1/jobs/{job_id}/metrics"),
         ("GET", f"/v1/jobs/{job_id}/checkpoints"),
         ("GET", f"/v1/jobs/{job_id}/checkpoints/latest"),
@@ -62,13 +63,16 @@ def test_every_route_hides_another_owners_objects_as_404(alice: TestClient, bob:
         ("GET", f"/v1/datasets/{dataset_id}"),
     ]
     for method, path in foreign:
-        mine = alice.request(method, path)
-        theirs = bob.request(method, path)
-        missing = bob.request(method, path.replace(job_id, "0" * 36).replace(dataset_id, "0" * 36))
+        body = {"notes": "written by bob"} if method == "PATCH" else None
+        mine = alice.request(method, path, json=body and {"notes": "alice's"})
+        theirs = bob.request(method, path, json=body)
+        missing = bob.request(method, path.replace(job_id, "0" * 36).replace(dataset_id, "0" * 36), json=body)
         assert mine.status_code != 404 or path.endswith(("latest", "best")), (path, mine.status_code)
         assert theirs.status_code == 404, (path, theirs.status_code)
         assert (theirs.status_code, theirs.json()["title"]) == (missing.status_code, missing.json()["title"])
     assert job_id not in {j["id"] for j in bob.get("/v1/jobs").json()["items"]}
+    assert bob.get("/v1/jobs", params={"id_prefix": job_id[:8]}).json()["items"] == []
+    assert alice.get(f"/v1/jobs/{job_id}").json()["notes"] == "alice's"  # bob's PATCH changed nothing
     assert dataset_id not in {d["id"] for d in bob.get("/v1/datasets").json()["items"]}
     refused = bob.post("/v1/jobs", json={**SPEC, "dataset": {"id": dataset_id}})
     assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "dataset.id"

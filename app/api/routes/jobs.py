@@ -1,4 +1,4 @@
-"""/v1/jobs: submit, read, list, cancel."""
+"""/v1/jobs: submit, read, list, update, cancel."""
 
 import logging
 from typing import Annotated, Any
@@ -8,19 +8,18 @@ from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import CeleryDep, OwnerDep, SessionDep
 from app.api.idempotency import request_hash, run_route_once
+from app.api.job_lists import list_jobs
 from app.api.job_reads import RecentJobReads
 from app.api.jobs import (
-    MAX_PAGE_SIZE,
     create_job,
     get_job,
-    list_jobs,
     queue_position,
     request_cancel,
     to_public,
+    update_job,
 )
-from app.api.schemas import JobCreate, JobPublic, JobsPublic
+from app.api.schemas import JobCreate, JobListQuery, JobPublic, JobsPublic, JobUpdate
 from app.core.queue import publish_job
-from app.db.job_state import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger("nnforge.api")
@@ -64,15 +63,11 @@ def submit_job(
 
 @router.get("", response_model=JobsPublic)
 def list_all_jobs(
-    session: SessionDep,
-    owner: OwnerDep,
-    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
-    arch: Annotated[str | None, Query(max_length=32)] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    session: SessionDep, owner: OwnerDep, query: Annotated[JobListQuery, Query()]
 ) -> JobsPublic:
-    """Newest first; follow `next_cursor` for older jobs."""
-    page = list_jobs(session=session, owner=owner, status=status_, arch=arch, limit=limit, cursor=cursor)
+    """The jobs that pass every filter given, newest first unless `sort` says otherwise; follow
+    `next_cursor` for the next page (with the same sort)."""
+    page = list_jobs(session=session, owner=owner, query=query)
     return JobsPublic(
         items=[to_public(job, position=None) for job in page.jobs], next_cursor=page.next_cursor
     )
@@ -91,6 +86,18 @@ async def read_job(job_id: str, request: Request, owner: OwnerDep) -> Response:
 
     body = await reads.read(job_id, owner, read)
     return Response(body, media_type="application/json")
+
+
+@router.patch("/{job_id}", response_model=JobPublic)
+def patch_job(
+    job_id: str, changes: JobUpdate, request: Request, session: SessionDep, owner: OwnerDep
+) -> JobPublic:
+    """Change a job's name, notes or tags, in any status; the fields not sent stay as they are."""
+    job = get_job(session=session, job_id=job_id, owner=owner, lock=True)
+    job = update_job(session=session, job=job, changes=changes)
+    session.commit()
+    request.app.state.job_reads.forget(job_id)
+    return to_public(job, position=queue_position(session=session, job=job))
 
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
