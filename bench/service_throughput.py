@@ -56,6 +56,7 @@ class JobTimes:
     accepted: float
     running: float
     epoch_ends: list[float]  # epoch 1, 2, ...
+    finished: float  # the row's finished_at
 
     @property
     def first_step(self) -> float:
@@ -107,7 +108,14 @@ def run_job(stack: Stack, client: httpx2.Client, spec: JobSpec, *, timeout: floa
         return ends if len(ends) == spec.training.epochs else None
 
     ends = wait_for(epoch_ends, timeout=30, interval=0.1, what=f"the epoch lines of job {job_id}")
-    return JobTimes(posted, accepted, _timestamp(job.started_at), [ends[e] for e in sorted(ends)])
+    assert ends is not None
+    return JobTimes(
+        posted,
+        accepted,
+        _timestamp(job.started_at),
+        [ends[e] for e in sorted(ends)],
+        _timestamp(job.finished_at),
+    )
 
 
 def measure_startup(stack: Stack, client: httpx2.Client, jobs: int) -> list[JobTimes]:
