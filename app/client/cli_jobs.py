@@ -1,6 +1,7 @@
-"""The CLI commands that talk to a running nnforge service: submit, list, status, metrics, logs, cancel,
-download, datasets. Exit codes: 0 ok (a followed job succeeded), 1 the job failed or was cancelled,
-2 bad input (the spec, an argument, a 4xx), 3 the service could not be reached or answered 5xx."""
+"""The CLI commands that talk to a running nnforge service: submit, list, status, tag, metrics, logs,
+cancel, download, datasets. A job is named by its id or a unique prefix of it (4+ characters). Exit codes:
+0 ok (a followed job succeeded), 1 the job failed or was cancelled, 2 bad input (the spec, an argument, a
+4xx, an ambiguous id prefix), 3 the service could not be reached or answered 5xx."""
 
 import contextlib
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from app.client.cli_render import (
     print_json_line,
     print_status,
 )
-from app.client.client import Client, NnforgeError
+from app.client.client import AmbiguousJobId, Client, NnforgeError
 from app.db.job_state import JobStatus
 
 console = Console(stderr=True)
@@ -41,7 +42,7 @@ TokenOpt = Annotated[
     typer.Option("--token", help="API token (default: NNFORGE_TOKEN, config file, $NNFORGE_HOME/token)"),
 ]
 OutputOpt = Annotated[Output, typer.Option("-o", "--output", help="text for people, json for scripts")]
-JobArg = Annotated[str, typer.Argument(help="the job id")]
+JobArg = Annotated[str, typer.Argument(help="the job id, or a unique prefix of it (4+ characters)")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a field: optimizer.lr=0.01")]
 FollowOpt = Annotated[bool, typer.Option("-f", "--follow", help="print new entries until the job ends")]
 
@@ -57,6 +58,9 @@ def remote(spec_file: Path | None = None) -> Iterator[None]:
         else:
             console.print(f"[red]error[/red] {error}", highlight=False)
         raise typer.Exit(code=2 if error.status < 500 else 3) from None
+    except AmbiguousJobId as error:
+        console.print(f"[red]error[/red] {error}", highlight=False)
+        raise typer.Exit(code=2) from None
     except httpx2.TransportError as error:
         console.print(f"[red]error[/red] cannot reach the service: {error}", highlight=False)
         raise typer.Exit(code=3) from None
@@ -78,7 +82,7 @@ def read_spec(spec_file: Path, overrides: list[str]) -> dict[str, Any]:
 
     try:
         raw = apply_overrides(read_spec_file(spec_file), overrides)
-        body = {k: v for k, v in raw.items() if k != "name"}
+        body = {k: v for k, v in raw.items() if k not in ("name", "tags", "notes")}
         parse_job_spec(body)
     except SpecError as error:
         print_issues(console, [vars(issue) for issue in error.issues], spec_file)
@@ -94,6 +98,10 @@ def submit(
     spec_file: Annotated[Path, typer.Argument(help="job spec, YAML or JSON (`nnforge template`)")],
     set_: SetOpt = None,
     name: Annotated[str | None, typer.Option(help="a name to recognise the job by")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="a tag to find it by (repeatable; added to the file's)")
+    ] = None,
+    notes: Annotated[str | None, typer.Option(help="free text about the job (instead of the file's)")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the job until it ends")] = True,
     url: UrlOpt = None,
     token: TokenOpt = None,
@@ -105,7 +113,9 @@ def submit(
 
     spec = read_spec(spec_file, set_ or [])
     with remote(spec_file):
-        job = client(url, token).submit(spec, name=name or spec.get("name"))
+        tags = list(dict.fromkeys([*spec.get("tags", []), *(tag or [])]))
+        notes = notes if notes is not None else spec.get("notes")
+        job = client(url, token).submit(spec, name=name or spec.get("name"), tags=tags, notes=notes)
         if output is Output.text:
             console.print(f"submitted job [bold]{job.id}[/bold] ({job.data['num_parameters']:,} parameters)")
         if not wait:
@@ -131,14 +141,39 @@ def submit(
 def list_jobs(
     status: Annotated[JobStatus | None, typer.Option(help="only jobs in this status")] = None,
     arch: Annotated[str | None, typer.Option(help="mlp, cnn, rnn or gan")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="with this tag (repeatable: all)")] = None,
+    name: Annotated[str | None, typer.Option(help="whose name contains this, in any case")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="sgd, momentum, adagrad, rmsprop or adam")] = None,
+    dataset: Annotated[str | None, typer.Option(help="a built-in's name or an upload's id")] = None,
+    created_after: Annotated[str | None, typer.Option(help="ISO date or time, UTC unless it says")] = None,
+    created_before: Annotated[str | None, typer.Option(help="ISO date or time, UTC unless it says")] = None,
+    sort: Annotated[
+        str,
+        typer.Option(
+            help="created, duration or best.METRIC (e.g. best.val_loss); '-' first for descending; "
+            "jobs without the key last"
+        ),
+    ] = "-created",
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     url: UrlOpt = None,
     token: TokenOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
-    """The newest jobs first."""
+    """Your jobs, newest first unless --sort says otherwise; every filter given must hold."""
     with remote():
-        jobs = [job.data for job in client(url, token).jobs(status=status, arch=arch, limit=limit)]
+        found = client(url, token).jobs(
+            status=status,
+            arch=arch,
+            tags=tag or [],
+            name=name,
+            optimizer=optimizer,
+            dataset=dataset,
+            created_after=created_after,
+            created_before=created_before,
+            sort=sort,
+            limit=limit,
+        )
+        jobs = [job.data for job in found]
     if output is Output.json:
         print_json(jobs)
     else:
@@ -156,6 +191,29 @@ def status(
     else:
         print_status(out, job)
     raise typer.Exit(code=exit_code(job["status"]))
+
+
+def tag(
+    job_id: JobArg,
+    changes: Annotated[
+        list[str] | None, typer.Argument(help="+TAG (or TAG) adds, -TAG removes; none: print the tags")
+    ] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    output: Annotated[Output, typer.Option("--output", help="text or json")] = Output.text,
+) -> None:
+    """Add and remove a job's tags (`nnforge tag 1d44 +baseline -draft`) and print them. No -o here: -TAG
+    must stay a tag."""
+    add = [change.removeprefix("+") for change in changes or [] if not change.startswith("-")]
+    remove = [change[1:] for change in changes or [] if change.startswith("-")]
+    with remote():
+        job = client(url, token).job(job_id)
+        if add or remove:
+            job.tag(add=add, remove=remove)
+    if output is Output.json:
+        print_json(job.data)
+    else:
+        out.print(f"{job.id}  {' '.join(job.data['tags']) or '(no tags)'}", highlight=False, markup=False)
 
 
 def print_lines(
@@ -330,6 +388,8 @@ def register(cli: typer.Typer) -> None:
     cli.command()(submit)
     cli.command("list")(list_jobs)
     cli.command()(status)
+    # Unknown options are arguments here, so that `-draft` removes a tag.
+    cli.command(context_settings={"ignore_unknown_options": True})(tag)
     cli.command()(metrics)
     cli.command()(logs)
     cli.command()(samples)

@@ -48,6 +48,7 @@ def jobs_table(jobs: list[dict[str, Any]]) -> Table:
     table = Table(
         "id",
         "name",
+        "tags",
         "status",
         "arch",
         "optimizer",
@@ -65,6 +66,7 @@ def jobs_table(jobs: list[dict[str, Any]]) -> Table:
         table.add_row(
             job["id"],
             job.get("name") or "",
+            " ".join(job.get("tags") or []),
             f"[{style}]{job['status']}[/{style}]",
             job["arch"],
             str(optimizer.get("name", "")),
@@ -80,6 +82,8 @@ def print_status(console: Console, job: dict[str, Any]) -> None:
     style = STATUS_STYLE.get(job["status"], "")
     progress = job["progress"]
     console.print(f"job [bold]{job['id']}[/bold] {job.get('name') or ''}  [{style}]{job['status']}[/{style}]")
+    if job.get("tags"):
+        console.print("  tags: " + " ".join(job["tags"]), highlight=False, markup=False)
     console.print(
         f"  {job['arch']}, {job['num_parameters']:,} parameters, queue {job['queue']}"
         + (f" (position {job['queue_position']})" if job.get("queue_position") is not None else "")
@@ -105,6 +109,9 @@ def print_status(console: Console, job: dict[str, Any]) -> None:
             )
     if job.get("error"):
         console.print(f"  [red]{job['error']['type']}[/red]: {job['error']['message'].strip()}")
+    if job.get("notes"):
+        notes = job["notes"].strip().replace("\n", "\n         ")  # later lines under the first
+        console.print(f"  notes: {notes}", highlight=False, markup=False)
 
 
 def metrics_table(series: dict[str, list[dict[str, Any]]]) -> Table:

@@ -7,11 +7,15 @@ for event in job.stream():              # status, progress, metrics, end (server
     ...
 job.wait().status                       # 'succeeded'
 job.download("cnn.onnx", format="onnx", checkpoint="best")
+client.job("1d44").tag(add=["baseline"])  # a job by a unique prefix of its id; tags, notes and name by PATCH
+client.jobs(tags=["baseline"], sort="-best.val_accuracy", limit=10)
 """
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +28,15 @@ from app.db.job_state import TERMINAL
 Format = Literal["pt", "safetensors", "onnx"]
 RECONNECT_SECONDS = 1.0
 MAX_RECONNECTS = 30  # in a row without an event in between
+ID_LENGTH = 36  # a job id in full; anything shorter is a prefix (at least 4 characters, as the API says)
+PREFIX_MATCHES_SHOWN = 10
+
+
+class _Unset(Enum):
+    UNSET = "unset"
+
+
+UNSET = _Unset.UNSET  # Job.update: leave this field as it is
 
 
 class NnforgeError(RuntimeError):
@@ -34,6 +47,15 @@ class NnforgeError(RuntimeError):
     ) -> None:
         super().__init__(f"{status} {title}: {detail}")
         self.status, self.title, self.detail, self.errors = status, title, detail, errors or []
+
+
+class AmbiguousJobId(LookupError):
+    """A job id prefix that more than one of your jobs starts with; `matches` are (the newest of) them."""
+
+    def __init__(self, prefix: str, matches: list[str], more: bool) -> None:
+        count = f"more than {len(matches)}" if more else str(len(matches))
+        super().__init__(f"job id prefix {prefix} matches {count} jobs: {', '.join(matches)}")
+        self.prefix, self.matches, self.more = prefix, matches, more
 
 
 class Client:
@@ -64,19 +86,71 @@ class Client:
         raise_for_problem(response)
         return response
 
-    def submit(self, spec: dict[str, Any], *, name: str | None = None) -> "Job":
-        body = spec | ({"name": name} if name else {})
+    def submit(
+        self,
+        spec: dict[str, Any],
+        *,
+        name: str | None = None,
+        tags: Iterable[str] = (),
+        notes: str | None = None,
+    ) -> "Job":
+        body = spec | ({"name": name} if name else {}) | ({"tags": list(tags)} if tags else {})
+        body |= {"notes": notes} if notes is not None else {}
         return Job(self, self.request("POST", "/v1/jobs", json=body).json())
 
     def job(self, job_id: str) -> "Job":
-        return Job(self, self.request("GET", f"/v1/jobs/{job_id}").json())
+        """A job by its id or by a unique prefix of it (at least 4 characters), as git and docker take them.
+        NnforgeError 404 when no job matches, AmbiguousJobId when several do."""
+        if len(job_id) >= ID_LENGTH:
+            return Job(self, self.request("GET", f"/v1/jobs/{job_id}").json())
+        params = {"id_prefix": job_id, "limit": PREFIX_MATCHES_SHOWN}
+        page = self.request("GET", "/v1/jobs", params=params).json()
+        if not page["items"]:
+            raise NnforgeError(404, "Not found", f"no job id starts with {job_id}")
+        matches = [item["id"] for item in page["items"]]
+        if len(matches) > 1:
+            raise AmbiguousJobId(job_id, matches, more=page["next_cursor"] is not None)
+        return Job(self, page["items"][0])
 
-    def jobs(self, *, status: str | None = None, arch: str | None = None, limit: int = 50) -> list["Job"]:
-        """The newest `limit` jobs, following the API's cursor pages."""
+    def resolve(self, job_id: str) -> str:
+        """The full id of the job this id or unique prefix names (errors as for `job`)."""
+        return job_id if len(job_id) >= ID_LENGTH else self.job(job_id).id
+
+    def jobs(
+        self,
+        *,
+        status: str | None = None,
+        arch: str | None = None,
+        tags: Iterable[str] = (),
+        name: str | None = None,
+        optimizer: str | None = None,
+        dataset: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        sort: str | None = None,
+        limit: int = 50,
+    ) -> list["Job"]:
+        """Up to `limit` jobs that pass every filter given (tags: all of them; name: a substring, any case;
+        dataset: a built-in's name or an upload's id), following the API's cursor pages. `sort`: created,
+        duration or best.METRIC, `-` first for descending; the default is newest first."""
+        after, before = (
+            t.isoformat() if isinstance(t, datetime) else t for t in (created_after, created_before)
+        )
+        filters: dict[str, Any] = {
+            "status": status,
+            "arch": arch,
+            "tag": list(tags),
+            "name": name,
+            "optimizer": optimizer,
+            "dataset": dataset,
+            "created_after": after,
+            "created_before": before,
+            "sort": sort,
+        }
         found: list[Job] = []
         cursor: str | None = None
         while len(found) < limit:
-            params = {"limit": min(200, limit - len(found)), "status": status, "arch": arch, "cursor": cursor}
+            params = filters | {"limit": min(200, limit - len(found)), "cursor": cursor}
             page = self.request("GET", "/v1/jobs", params={k: v for k, v in params.items() if v}).json()
             found += [Job(self, item) for item in page["items"]]
             cursor = page["next_cursor"]
@@ -141,6 +215,26 @@ class Job:
 
     def cancel(self) -> "Job":
         self.data = self.client.request("POST", f"/v1/jobs/{self.id}/cancel").json()
+        return self
+
+    def update(
+        self,
+        *,
+        name: str | _Unset | None = UNSET,
+        notes: str | _Unset | None = UNSET,
+        tags: Iterable[str] | _Unset = UNSET,
+    ) -> "Job":
+        """Change the fields given, in any status: None clears the name or the notes, `tags` replaces the
+        set. Returns the handle with the job as it now is."""
+        given = {"name": name, "notes": notes, "tags": UNSET if isinstance(tags, _Unset) else list(tags)}
+        body = {field: value for field, value in given.items() if value is not UNSET}
+        self.data = self.client.request("PATCH", f"/v1/jobs/{self.id}", json=body).json()
+        return self
+
+    def tag(self, add: Iterable[str] = (), remove: Iterable[str] = ()) -> "Job":
+        """Add and remove tags (removals first), atomically on the server: a concurrent change is kept."""
+        body = {"add_tags": list(add), "remove_tags": list(remove)}
+        self.data = self.client.request("PATCH", f"/v1/jobs/{self.id}", json=body).json()
         return self
 
     def metrics(

@@ -5,7 +5,7 @@ import io
 import math
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from alembic import command
 from conftest import POSTGRES_ADMIN_URL, new_token
 from fastapi.testclient import TestClient
+from job_rows import T0, insert, job_row
 
 from app.api.job_lists import list_jobs
 from app.api.main import create_app
@@ -23,15 +24,12 @@ from app.core.settings import Settings
 from app.db.engine import make_engine, make_session_factory, transaction
 from app.db.migrate import alembic_config, upgrade_to_head
 from app.db.tables import Job, JobBestMetric, JobTag
-from models.specs import parse_job_spec
-from models.templates import TEMPLATES
 
 MOONS = {
     "dataset": {"name": "moons"},
     "model": {"arch": "mlp", "hidden_sizes": [4]},
     "training": {"epochs": 1},
 }
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -45,47 +43,6 @@ def api(api_settings: Settings, owner: str) -> Iterator[TestClient]:
     with TestClient(create_app(unlimited)) as client:  # the page walks send hundreds of requests
         client.headers["Authorization"] = f"Bearer {new_token(api_settings, owner)}"
         yield client
-
-
-def job_row(owner: str, minute: int, **fields: Any) -> dict[str, Any]:
-    """A finished MLP job as the worker leaves one (bench/stack.insert_jobs's shape), `minute`s after T0."""
-    spec = parse_job_spec(TEMPLATES["mlp"]).model_dump(mode="json")
-    spec_changes = {key: fields.pop(key) for key in ("optimizer", "dataset") if key in fields}
-    for key, name in spec_changes.items():
-        spec[key] = {**spec[key], "name": name}
-    created = T0 + timedelta(minutes=minute)
-    return {
-        "id": str(uuid.uuid4()),
-        "owner": owner,
-        "name": None,
-        "arch": "mlp",
-        "spec": spec,
-        "queue": "cpu",
-        "num_parameters": 1,
-        "status": "succeeded",
-        "version": 1,
-        "attempt": 1,
-        "max_restarts": 3,
-        "cancel_requested": False,
-        "epoch": 3,
-        "step": 30,
-        "total_epochs": 3,
-        "steps_per_epoch": 10,
-        "latest_metrics": {},
-        "best_metrics": {},
-        "best_test_metrics": {},
-        "created_at": created,
-        "started_at": created,
-        "finished_at": created + timedelta(seconds=60),
-    } | fields
-
-
-def insert(url: str, rows: list[dict[str, Any]]) -> list[str]:
-    engine = make_engine(url)
-    with transaction(make_session_factory(engine)) as session:
-        session.execute(sa.insert(Job), rows)
-    engine.dispose()
-    return [row["id"] for row in rows]
 
 
 def ids(api: TestClient, **params: Any) -> list[str]:
