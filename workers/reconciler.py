@@ -1,6 +1,7 @@
 """The reconciler: a loop in every worker's main process (no new service) that keeps the database and the
 broker honest. It takes back running jobs whose lease lapsed (their runner died) and re-sends queued jobs
-the broker lost (a restarted Redis, a message lost with a killed worker on the filesystem transport)."""
+the broker lost (a restarted Redis, a message lost with a killed worker on the filesystem transport).
+Last in each pass, the upkeep of app/core/maintenance.py (RETENTION_DAYS, SQLite's free pages)."""
 
 import logging
 import threading
@@ -12,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core.maintenance import run_maintenance
 from app.core.queue import publish_job
 from app.core.settings import Settings
 from app.db import job_state
@@ -44,6 +46,7 @@ class Reconciler:
         if time.monotonic() - self.connected_since >= 2 * self.settings.lease_seconds:
             counts.update(self.take_back_lapsed_leases())
         counts["republished"] = self.republish_lost_messages()
+        counts.update(run_maintenance(self.factory, retention_days=self.settings.retention_days))
         return counts
 
     def take_back_lapsed_leases(self) -> Counter[str]:

@@ -3,6 +3,7 @@
 from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
+from app.db.checkpoints import best_checkpoint_query
 from app.db.job_state import newest_checkpoint
 from app.db.tables import Checkpoint, Job
 
@@ -22,11 +23,10 @@ def find_checkpoint(*, session: Session, job: Job, which: str) -> Checkpoint | N
     if which == "latest":
         return newest_checkpoint(session, job_id=job.id)
     if which == "best":
+        best_query = best_checkpoint_query(job)
         best = (
-            session.scalars(
-                query.where(Checkpoint.epoch == job.best_epoch, Checkpoint.end_of_epoch).limit(1)
-            ).first()
-            if job.best_epoch is not None
+            session.scalars(best_query.options(undefer(Checkpoint.data))).first()
+            if best_query is not None
             else None
         )
         return best or newest_checkpoint(session, job_id=job.id)

@@ -198,4 +198,5 @@ def to_public(job: Job, *, position: int | None) -> JobPublic:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        dataset_deleted=job.dataset_id is None and job.spec["dataset"].get("id") is not None,
     )

@@ -17,6 +17,7 @@ from app.api.routes import (
     logs,
     metrics,
     samples,
+    usage,
 )
 from app.api.tokens import OwnerCache
 from app.core.body_limit import BodyLimitMiddleware
@@ -47,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.token_owners = OwnerCache(settings.token_cache_seconds)
     app.state.job_reads = RecentJobReads(settings.status_cache_seconds)
     install_problem_handlers(app)
-    for module in (jobs, metrics, events, logs, samples, checkpoints, datasets, catalog):
+    for module in (jobs, metrics, events, logs, samples, checkpoints, datasets, catalog, usage):
         app.include_router(module.router, responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 503))
     for module in (health, dashboard):
         app.include_router(module.router)

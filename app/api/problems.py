@@ -14,6 +14,7 @@ from starlette.routing import Match
 from app.api.deps import RateLimited, Unauthorized
 from app.api.idempotency import IdempotencyInFlight
 from app.api.jobs import JobConflict, JobNotFound, TooManyJobs
+from app.api.usage import StorageLimitExceeded
 from models.errors import SpecError
 from models.specs import dotted_path, issue_reason
 
@@ -163,6 +164,17 @@ def install_problem_handlers(app: FastAPI) -> None:
         response = problem(429, "Too many queued jobs", str(error))
         response.headers["Retry-After"] = "30"
         return response
+
+    @app.exception_handler(StorageLimitExceeded)
+    async def _over_storage(request: Request, error: StorageLimitExceeded) -> JSONResponse:
+        return problem(
+            413,
+            "Storage limit reached",
+            str(error),
+            limit_bytes=error.limit,
+            usage_bytes=error.usage,
+            request_bytes=error.adding,
+        )
 
     @app.exception_handler(PayloadTooLarge)
     async def _too_large(request: Request, error: PayloadTooLarge) -> JSONResponse:

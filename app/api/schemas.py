@@ -127,6 +127,9 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    dataset_deleted: bool = Field(
+        default=False, description="the uploaded dataset it trained on was deleted (its checkpoints stay)"
+    )
 
 
 class JobsPublic(BaseModel):
@@ -204,3 +207,22 @@ class Catalog(BaseModel):
     templates: dict[str, dict[str, Any]]
     limits: dict[str, int | float]
     job_schema: dict[str, Any]
+
+
+class AmountPublic(BaseModel):
+    count: int
+    bytes: int
+
+
+class UsagePublic(BaseModel):
+    """What the owner stores. Checkpoint and dataset bytes are exact; metrics, logs and jobs are estimates
+    from their rows (app/db/usage.py says how they were measured)."""
+
+    owner: str
+    total_bytes: int
+    limit_bytes: int | None = Field(description="MAX_STORAGE_BYTES_PER_OWNER; null: unlimited")
+    jobs: AmountPublic = Field(description="job rows: the spec and a GAN's latest samples, as stored")
+    checkpoints: AmountPublic = Field(description="checkpoint files, their exact sizes")
+    metrics: AmountPublic = Field(description="metric rows × the bytes a row takes on this database")
+    logs: AmountPublic = Field(description="log lines: their text and a measured per-row overhead")
+    datasets: AmountPublic = Field(description="uploaded files, their exact sizes")

@@ -74,6 +74,18 @@ class Settings(BaseSettings):
         description="how long a worker retries its database writes through an outage before giving up",
     )
     torch_threads: int = Field(default=1, ge=1, le=256, description="torch CPU threads per training process")
+    retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="finished jobs are deleted this many days after they finished, by every worker's "
+        "reconciler (a few per pass); default: kept until deleted",
+    )
+    max_storage_bytes_per_owner: int | None = Field(
+        default=None,
+        ge=0,
+        description="a job POST or dataset upload that would take an owner's storage (GET /v1/usage) past "
+        "this is refused with 413; default: no limit",
+    )
     trainer_nice: int = Field(
         default=10,
         ge=0,

@@ -5,6 +5,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from app.db.space import use_incremental_auto_vacuum
+
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -16,4 +18,5 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade_to_head(url: str) -> None:
+    use_incremental_auto_vacuum(url)  # SQLite: before the first table, so deleted rows' space comes back
     command.upgrade(alembic_config(url), "head")

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from conftest import new_token
 from fastapi.testclient import TestClient
+from stored_rows import add_checkpoints
 from support import ROOT
 
 from app.api.main import create_app
 from app.core.settings import Settings
+from app.db.engine import make_engine, make_session_factory, transaction
 
 SPEC = {
     "dataset": {"name": "moons"},
@@ -48,8 +50,19 @@ def _alices_objects(alice: TestClient) -> tuple[str, str]:
     return job_id, dataset_id
 
 
-def test_every_route_hides_another_owners_objects_as_404(alice: TestClient, bob: TestClient) -> None:
+def _a_checkpoint_of(settings: Settings, job_id: str) -> int:
+    engine = make_engine(settings.resolved_database_url)
+    with transaction(make_session_factory(engine)) as session:
+        (checkpoint_id,) = add_checkpoints(session, job_id, epochs=1, nbytes=10)
+    engine.dispose()
+    return checkpoint_id
+
+
+def test_every_route_hides_another_owners_objects_as_404(
+    alice: TestClient, bob: TestClient, app_settings: Settings
+) -> None:
     job_id, dataset_id = _alices_objects(alice)
+    checkpoint_id = _a_checkpoint_of(app_settings, job_id)
     foreign = [
         ("GET", f"/v1/jobs/{job_id}"),
         ("POST", f"/v1/jobs/{job_id}/cancel"),
@@ -74,8 +87,22 @@ def test_every_route_hides_another_owners_objects_as_404(alice: TestClient, bob:
     assert bob.get("/v1/jobs", params={"id_prefix": job_id[:8]}).json()["items"] == []
     assert alice.get(f"/v1/jobs/{job_id}").json()["notes"] == "alice's"  # bob's PATCH changed nothing
     assert dataset_id not in {d["id"] for d in bob.get("/v1/datasets").json()["items"]}
+    assert bob.get("/v1/usage").json()["checkpoints"]["count"] == 0  # alice's checkpoint is hers alone
     refused = bob.post("/v1/jobs", json={**SPEC, "dataset": {"id": dataset_id}})
     assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "dataset.id"
+    # DELETEs last, bob's before alice's: hers then go through (204) or are refused (409: the checkpoint is
+    # her job's newest), never 404
+    for path in (
+        f"/v1/jobs/{job_id}/checkpoints/{checkpoint_id}",
+        f"/v1/datasets/{dataset_id}",
+        f"/v1/jobs/{job_id}",
+    ):
+        theirs = bob.delete(path)
+        missing = bob.delete(path.replace(job_id, "0" * 36).replace(dataset_id, "0" * 36))
+        assert theirs.status_code == 404, (path, theirs.status_code)
+        assert (theirs.status_code, theirs.json()["title"]) == (missing.status_code, missing.json()["title"])
+        assert alice.delete(path).status_code in (204, 409), path
+    assert alice.get(f"/v1/jobs/{job_id}").status_code == 404  # cancelled above, then deleted
 
 
 @pytest.mark.parametrize("header", [None, "Bearer", "Basic abc", "Bearer nnf_not-a-token", "Bearer x"])

@@ -1,16 +1,18 @@
-"""/v1/jobs/{id}/checkpoints: the list, and downloads as .pt, safetensors or ONNX."""
+"""/v1/jobs/{id}/checkpoints: the list, downloads as .pt, safetensors or ONNX, and deletion."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Header, Path, Query, Request, Response, status
 
 from app.api.checkpoints import find_checkpoint, list_checkpoints
+from app.api.deletion import delete_checkpoint
 from app.api.deps import OwnerDep, SessionDep
 from app.api.exports import ExportUnavailable, Format, convert
 from app.api.jobs import get_job
 from app.api.problems import NotFound, problem
 from app.api.schemas import CheckpointPublic
 from app.db.job_state import verified_bytes
+from app.db.space import reclaim_space
 
 router = APIRouter(prefix="/v1/jobs", tags=["checkpoints"])
 
@@ -57,3 +59,22 @@ def download_checkpoint(
         media_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{filename}"', "ETag": etag},
     )
+
+
+@router.delete(
+    "/{job_id}/checkpoints/{which}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response
+)
+def remove_checkpoint(
+    job_id: str,
+    which: Annotated[int, Path(ge=1, le=2**31 - 1, description="the checkpoint's id (not best or latest)")],
+    request: Request,
+    session: SessionDep,
+    owner: OwnerDep,
+    background: BackgroundTasks,
+) -> Response:
+    """Delete one checkpoint of a job. 409 for a protected one: the job's newest (a resume starts from it)
+    and its best epoch's (`best` downloads it) stay as long as the job does."""
+    delete_checkpoint(session=session, job_id=job_id, owner=owner, checkpoint_id=which)
+    session.commit()
+    background.add_task(reclaim_space, request.app.state.session_factory)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

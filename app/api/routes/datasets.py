@@ -1,10 +1,10 @@
-"""/v1/datasets: upload (.npz or .csv), list (built-ins too), read."""
+"""/v1/datasets: upload (.npz or .csv), list (built-ins too), read, delete."""
 
 import json
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Header, Request, UploadFile, status
+from fastapi import APIRouter, BackgroundTasks, File, Form, Header, Request, UploadFile, status
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
@@ -16,10 +16,13 @@ from app.api.datasets import (
     store_upload,
     upload_public,
 )
+from app.api.deletion import delete_dataset
 from app.api.deps import OwnerDep, SessionDep
 from app.api.idempotency import request_hash, run_route_once
 from app.api.problems import NotFound, PayloadTooLarge
 from app.api.schemas import DatasetPublic, DatasetsPublic
+from app.api.usage import ensure_room
+from app.db.space import reclaim_space
 from app.db.tables import Dataset
 from models.dataset_info import BUILTIN_DATASETS
 from models.limits import MAX_UPLOAD_BYTES
@@ -67,6 +70,12 @@ def upload_dataset(
 
     def store() -> tuple[int, Any, dict[str, str]]:
         dataset, created = store_upload(session=session, owner=owner, data=bytes(data), form=form)
+        if created:
+            limit = request.app.state.settings.max_storage_bytes_per_owner
+            what = f"this upload ({dataset.size:,} bytes)"
+            ensure_room(
+                session=session, owner=owner, limit=limit, adding=dataset.size, what=what, flushed=True
+            )
         body = upload_public(dataset).model_dump(mode="json")
         return (201 if created else 200), body, {"Location": f"/v1/datasets/{dataset.id}"}
 
@@ -104,6 +113,20 @@ def download_dataset(dataset_id: str, session: SessionDep, owner: OwnerDep) -> R
         media_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{dataset.filename}"'},
     )
+
+
+@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+def remove_dataset(
+    dataset_id: str, request: Request, session: SessionDep, owner: OwnerDep, background: BackgroundTasks
+) -> Response:
+    """Delete an upload. 409 while a queued or running job uses it; finished jobs that used it keep their
+    checkpoints and read back with `dataset_deleted: true`."""
+    released = delete_dataset(session=session, dataset_id=dataset_id, owner=owner)
+    session.commit()
+    for job_id in released:
+        request.app.state.job_reads.forget(job_id)
+    background.add_task(reclaim_space, request.app.state.session_factory)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 def _owned_upload(session: Session, dataset_id: str, owner: str) -> Dataset:

@@ -3,9 +3,10 @@
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
+from app.api.deletion import delete_job
 from app.api.deps import CeleryDep, OwnerDep, SessionDep
 from app.api.idempotency import request_hash, run_route_once
 from app.api.job_lists import list_jobs
@@ -19,7 +20,9 @@ from app.api.jobs import (
     update_job,
 )
 from app.api.schemas import JobCreate, JobListQuery, JobPublic, JobsPublic, JobUpdate
+from app.api.usage import BYTES_PER_PARAMETER, ensure_room
 from app.core.queue import publish_job
+from app.db.space import reclaim_space
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger("nnforge.api")
@@ -44,6 +47,13 @@ def submit_job(
 
     def create() -> tuple[int, Any, dict[str, str]]:
         job = create_job(session=session, job_in=job_in, owner=owner, limits=request.app.state.settings)
+        ensure_room(
+            session=session,
+            owner=owner,
+            limit=request.app.state.settings.max_storage_bytes_per_owner,
+            adding=BYTES_PER_PARAMETER * job.num_parameters,
+            what=f"a job of {job.num_parameters:,} parameters (a checkpoint holds 4 bytes for each)",
+        )
         public = to_public(job, position=queue_position(session=session, job=job))
         return 202, public.model_dump(mode="json"), {"Location": f"/v1/jobs/{job.id}"}
 
@@ -107,3 +117,16 @@ def cancel_job(job_id: str, request: Request, session: SessionDep, owner: OwnerD
     session.commit()
     request.app.state.job_reads.forget(job_id)
     return to_public(job, position=None)
+
+
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+def remove_job(
+    job_id: str, request: Request, session: SessionDep, owner: OwnerDep, background: BackgroundTasks
+) -> Response:
+    """Delete a finished job and everything it stored: metrics, log lines, samples, checkpoints and the
+    Idempotency-Key record of its POST. 409 while it is queued or running: cancel it first."""
+    delete_job(session=session, job_id=job_id, owner=owner)
+    session.commit()
+    request.app.state.job_reads.forget(job_id)
+    background.add_task(reclaim_space, request.app.state.session_factory)  # after the answer is sent
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
