@@ -62,6 +62,10 @@ DIVERGING = {
     "optimizer": {"name": "momentum", "lr": 10},
     "training": {"epochs": 3},
 }
+# The same run allowed to stay non-finite: it ends with NaN epoch metrics, which the pages must show as text.
+STAYS_NAN = DIVERGING | {
+    "training": {"epochs": 2, "max_nonfinite_steps": 10_000, "divergence_factor": 1e12},
+}
 # Each compare chart: its metric, its y scale as uPlot holds it, its series and the values it draws.
 CHARTS = """() => [...document.querySelectorAll("#compare-charts .chart")].map((element) => {
   const plot = element.nnforgeChart.plot;
@@ -130,6 +134,14 @@ def _debiased_ema(values: list[float], weight: float) -> list[float]:
         mean = weight * mean + (1 - weight) * value
         out.append(mean / (1 - weight**i))
     return out
+
+
+def _best_cell(page, job_id: str) -> tuple[str, float, int]:  # type: ignore[no-untyped-def]
+    """The jobs list's "best" of a job, "val_accuracy 0.825 · epoch 2", as (metric, value, epoch)."""
+    cell = f"#jobs tr[data-job-id='{job_id}'] td:nth-child(8)"
+    page.wait_for_selector(cell)
+    metric, value, epoch = page.text_content(cell).replace(" · epoch", "").split(" ")
+    return metric, float(value), int(epoch)
 
 
 def _plotted(page) -> int:  # type: ignore[no-untyped-def]
@@ -274,12 +286,23 @@ def test_compare_page_charts_chosen_metrics_on_log_scale_smoothed_and_lists_what
     assert page.evaluate(NO_SIDEWAYS_SCROLL), page.evaluate("document.documentElement.scrollWidth")
     page.screenshot(path=str(ARTIFACTS / "dashboard-job-lr.png"), full_page=True)
 
+    # The jobs list's "best" is the objective at the best epoch.
+    page.goto("/ui")
+    assert _best_cell(page, warmed.id) == (
+        "val_accuracy",
+        pytest.approx(warmed.data["best_metrics"]["val_accuracy"], abs=5e-4),
+        best_epoch,
+    )
+
 
 def test_diverged_job_shows_its_error_and_non_finite_values_as_gaps(
     page, live_stack: LiveStack, page_errors: list[str]
 ) -> None:
-    job = Client(live_stack.url, live_stack.token).submit(DIVERGING, name="diverging").wait()
+    client = Client(live_stack.url, live_stack.token)
+    submitted = client.submit(DIVERGING, name="diverging"), client.submit(STAYS_NAN, name="stays-nan")
+    job, nan_job = (handle.wait() for handle in submitted)
     assert job.data["error"]["type"] == "diverged", job.data
+    assert nan_job.data["latest_metrics"]["val_loss"] == "NaN", nan_job.data
     loss = job.metrics(["loss"])["loss"]
     first_bad = next(p["step"] for p in loss if not math.isfinite(float(p["value"])))
 
@@ -297,11 +320,32 @@ def test_diverged_job_shows_its_error_and_non_finite_values_as_gaps(
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-job-diverged.png"), full_page=True)
 
+    # NaN epoch metrics (latest, best and the best checkpoint's test score) read as text, and as gaps.
+    page.goto(f"/ui/jobs/{nan_job.id}")
+    page.wait_for_selector("body[data-ended]")
+    page.wait_for_selector("#job-scores tr[data-metric='test_loss']")
+    cells = page.locator("#job-scores tr[data-metric='val_loss'] td").all_text_contents()
+    assert cells == ["val_loss", "NaN", "NaN"]
+    assert page.locator("#job-scores tr[data-metric='test_loss'] td").all_text_contents()[2] == "NaN"
+    assert page.get_attribute("#chart-loss", "data-nonfinite") == "1"
+
     page.goto("/ui")
-    page.wait_for_selector(f"#jobs tr[data-job-id='{job.id}']")
-    assert "val_accuracy —" in page.text_content(f"#jobs tr[data-job-id='{job.id}']")
-    page.goto(f"/ui/compare?ids={job.id}&metrics=loss")
-    page.wait_for_selector(f"#compare-charts .chart[data-nonfinite='{first_bad}']")
+    assert _best_cell(page, nan_job.id) == (
+        "val_accuracy",
+        pytest.approx(nan_job.data["best_metrics"]["val_accuracy"], abs=5e-4),
+        1,
+    )
+    assert page.text_content(f"#jobs tr[data-job-id='{job.id}'] td:nth-child(8)") == "val_accuracy —"
+    page.goto(f"/ui/compare?ids={job.id},{nan_job.id}&metrics=loss,val_loss")
+    page.wait_for_selector(f"#compare-charts .chart[data-metric='loss'][data-nonfinite='{first_bad}']")
+    page.wait_for_selector("#compare-charts .chart[data-metric='val_loss'][data-nonfinite='1']")
+    assert page.locator(
+        "#compare-results tr[data-key='best checkpoint test_loss'] td"
+    ).all_text_contents() == [
+        "best checkpoint test_loss",
+        "—",
+        "NaN",
+    ]
     assert page.is_hidden("#error") and page_errors == []
 
 
