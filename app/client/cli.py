@@ -10,7 +10,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from app.client import cli_jobs
+from app.client import cli_jobs, cli_storage
 from app.client.spec_files import apply_overrides, read_spec_file
 from models.errors import SpecError
 from models.specs import DatasetRef, JobSpec, parse_job_spec
@@ -191,7 +191,8 @@ def token_list() -> None:
             typer.echo(f"{row.id}  {row.owner}  {state}  {row.name or ''}")
 
 
-cli_jobs.register(cli)  # submit, list, status, metrics, logs, cancel, download, datasets: the remote commands
+datasets = cli_jobs.register(cli)  # submit, list, status, metrics, logs, cancel, download, datasets: remote
+cli_storage.register(cli, datasets)  # delete, usage, datasets delete
 
 
 def main() -> None:

@@ -383,8 +383,8 @@ def datasets_list(url: UrlOpt = None, token: TokenOpt = None, output: OutputOpt 
         )
 
 
-def register(cli: typer.Typer) -> None:
-    """Add these commands to the `nnforge` command line."""
+def register(cli: typer.Typer) -> typer.Typer:
+    """Add these commands to the `nnforge` command line; returns its `datasets` group."""
     cli.command()(submit)
     cli.command("list")(list_jobs)
     cli.command()(status)
@@ -399,3 +399,4 @@ def register(cli: typer.Typer) -> None:
     datasets.command("upload")(datasets_upload)
     datasets.command("list")(datasets_list)
     cli.add_typer(datasets, name="datasets")
+    return datasets

@@ -195,6 +195,19 @@ class Client:
                 data=data,
             ).json()
 
+    def delete_job(self, job_id: str) -> None:
+        """Delete a finished job and everything it stored; NnforgeError 409 while it is queued or running."""
+        self.request("DELETE", f"/v1/jobs/{job_id}")
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        """Delete an upload; NnforgeError 409 while a queued or running job uses it."""
+        self.request("DELETE", f"/v1/datasets/{dataset_id}")
+
+    def usage(self) -> dict[str, Any]:
+        """What you store: {owner, total_bytes, limit_bytes, jobs, checkpoints, metrics, logs, datasets},
+        each kind as {count, bytes}."""
+        return self.request("GET", "/v1/usage").json()  # type: ignore[no-any-return]
+
 
 class Job:
     """A handle on one job; `data` is the API's last answer about it (JobPublic)."""
@@ -255,6 +268,14 @@ class Job:
 
     def checkpoints(self) -> list[dict[str, Any]]:
         return self.client.request("GET", f"/v1/jobs/{self.id}/checkpoints").json()  # type: ignore[no-any-return]
+
+    def delete_checkpoint(self, checkpoint_id: int) -> None:
+        """Delete one checkpoint; NnforgeError 409 for the newest and the best epoch's, which stay."""
+        self.client.request("DELETE", f"/v1/jobs/{self.id}/checkpoints/{checkpoint_id}")
+
+    def delete(self) -> None:
+        """Delete the job (finished: cancel a queued or running one first) and everything it stored."""
+        self.client.delete_job(self.id)
 
     def logs(self, *, after: int = 0) -> dict[str, Any]:
         """{status, items: [{id, time, level, logger, message}], next_after}."""
