@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from app.db.job_state import ErrorKind, JobStatus
 from models.specs import JobSpec, ObjectiveSpec
@@ -20,9 +20,18 @@ MAX_NOTES_LENGTH = 10_000
 MAX_NAME_LENGTH = 200
 MIN_ID_PREFIX = 4
 
+
+def _no_nul(text: str) -> str:
+    if "\x00" in text:  # PostgreSQL's text cannot hold it: refused here rather than failing as a 500 there
+        raise ValueError("text may not contain a NUL character (\\x00)")
+    return text
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TAG_LENGTH, pattern=TAG_PATTERN)]
 Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS, description="a set: repeats collapse, in given order")]
-Notes = Annotated[str, Field(max_length=MAX_NOTES_LENGTH, description="free text about the job")]
+Notes = Annotated[Text, Field(max_length=MAX_NOTES_LENGTH, description="free text about the job")]
+Name = Annotated[Text, Field(max_length=MAX_NAME_LENGTH)]
 
 
 def _distinct(tags: list[str]) -> list[str]:
@@ -30,7 +39,7 @@ def _distinct(tags: list[str]) -> list[str]:
 
 
 class JobCreate(JobSpec):
-    name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
+    name: Name | None = None
     tags: Tags = Field(default_factory=list)
     notes: Notes | None = None
 
@@ -43,7 +52,7 @@ class JobUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
+    name: Name | None = None
     notes: Notes | None = None
     tags: Tags = []
     add_tags: Tags = []
@@ -62,11 +71,11 @@ class JobListQuery(BaseModel):
     """GET /v1/jobs: every filter given must hold; `sort` is a key, `-` first for descending."""
 
     status: JobStatus | None = None
-    arch: str | None = Field(default=None, max_length=32)
+    arch: Text | None = Field(default=None, max_length=32)
     tag: list[Tag] = Field(default=[], max_length=MAX_TAGS, description="repeatable: the job has every one")
-    name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH, description="substring, any case")
-    optimizer: str | None = Field(default=None, max_length=32, description="the spec's optimizer.name")
-    dataset: str | None = Field(default=None, max_length=64, description="a built-in's name or an upload id")
+    name: Name | None = Field(default=None, description="substring, any case")
+    optimizer: Text | None = Field(default=None, max_length=32, description="the spec's optimizer.name")
+    dataset: Text | None = Field(default=None, max_length=64, description="a built-in's name or an upload id")
     created_after: datetime | None = Field(default=None, description="inclusive; without a zone, UTC")
     created_before: datetime | None = Field(default=None, description="exclusive; without a zone, UTC")
     id_prefix: str | None = Field(
@@ -83,7 +92,12 @@ class JobListQuery(BaseModel):
     @field_validator("created_after", "created_before")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+        if value is None:
+            return None
+        try:
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+14:00 is before the first UTC datetime
+            raise ValueError("outside the datetimes UTC can express") from None
 
 
 class Progress(BaseModel):

@@ -21,8 +21,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, MetricValue, UTCDateTime, utcnow
 
-# A finished job's run time in seconds, as PostgreSQL indexes it (the expression of ix_job_owner_duration).
+# Expressions GET /v1/jobs filters and sorts by, as PostgreSQL indexes them (app/api/job_lists.py queries
+# these very texts: a query matches an expression index only by its expression). SQLite has no such indexes.
 DURATION_SECONDS_POSTGRESQL = "CAST(EXTRACT(EPOCH FROM finished_at - started_at) AS DOUBLE PRECISION)"
+OPTIMIZER_POSTGRESQL = "(spec #>> '{optimizer,name}')"
+DATASET_POSTGRESQL = "COALESCE(spec #>> '{dataset,name}', spec #>> '{dataset,id}')"  # built-in or upload
 
 
 class Job(Base):
@@ -75,13 +78,16 @@ class Job(Base):
         Index("ix_job_status_created", "status", "created_at"),
         # id prefixes (`nnforge status 1d44`): LIKE 'prefix%' needs pattern ops under a non-C collation.
         Index("ix_job_owner_id", "owner", "id", postgresql_ops={"id": "varchar_pattern_ops"}),
-        # sort=duration (app/api/job_lists.py builds the same expression); SQLite sorts without it.
-        Index(
-            "ix_job_owner_duration",
-            "owner",
-            text(DURATION_SECONDS_POSTGRESQL),
-            "id",
-        ).ddl_if(dialect="postgresql"),
+        # sort=duration, ?optimizer= and ?dataset= (the last two in creation order, as pages are)
+        Index("ix_job_owner_duration", "owner", text(DURATION_SECONDS_POSTGRESQL), "id").ddl_if(
+            dialect="postgresql"
+        ),
+        Index("ix_job_owner_optimizer", "owner", text(OPTIMIZER_POSTGRESQL), "created_at", "id").ddl_if(
+            dialect="postgresql"
+        ),
+        Index("ix_job_owner_dataset", "owner", text(DATASET_POSTGRESQL), "created_at", "id").ddl_if(
+            dialect="postgresql"
+        ),
     )
 
 

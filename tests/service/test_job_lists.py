@@ -109,6 +109,8 @@ REFUSED = [
     ({"tags": [7]}, "tags.0"),
     ({"notes": "n" * 10_001}, "notes"),
     ({"name": "n" * 201}, "name"),
+    ({"notes": "NUL \x00"}, "notes"),  # PostgreSQL's text cannot hold it: a 422, not a 500
+    ({"name": "NUL \x00"}, "name"),
 ]
 
 
@@ -155,6 +157,8 @@ def test_tags_and_notes_at_their_limits_are_accepted_and_patch_counts_after_addi
         ({"created_after": "yesterday"}, "query.created_after"),
         ({"limit": 201}, "query.limit"),
         ({"status": "sleeping"}, "query.status"),
+        ({"name": "NUL \x00"}, "query.name"),
+        ({"created_after": "0001-01-01T00:00:00+14:00"}, "query.created_after"),  # before UTC's first
     ],
 )
 def test_list_refuses_bad_filters_naming_the_parameter(
