@@ -21,7 +21,7 @@ PLAN: dict[str, list[str]] = {
     "train_throughput": ["--rounds", "3"],
     "optimizer_kernels": ["--rounds", "5"],
     "service_throughput": ["--rounds", "3", "--seconds", "0.8", "--startup-jobs", "5"],
-    "whole_job": ["--rounds", "1", "--epochs", "10"],
+    "whole_job": ["--rounds", "1", "--epochs", "10", "--template", "mlp", "rnn-sine", "gan"],
     "time_to_accuracy": ["--rounds", "3"],
     "dispatch_latency": ["--jobs", "10"],
     "back_to_back": ["--jobs", "10"],
