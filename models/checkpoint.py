@@ -91,16 +91,22 @@ def make_checkpoint(
     mean: Tensor,
     std: Tensor,
     metrics: dict[str, float],
+    weights: dict[str, Tensor] | None = None,
 ) -> dict[str, Any]:
+    """Everything to resume the run; with `weights` (a best epoch's, kept aside), those weights alone —
+    `resumable` False, no optimizer state — for downloading and rebuilding the network."""
+    resumable = weights is None
+    state = model.state_dict() if weights is None else weights
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "resumable": resumable,
         "spec": spec.model_dump(mode="json"),
         "dataset_info": info.model_dump(mode="json"),
-        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-        "schedulers": {name: sched.state_dict() for name, sched in schedulers.items()},
-        "scaler": scaler.state_dict() if scaler is not None else {},
+        "model": {k: v.detach().cpu().clone() for k, v in state.items()},
+        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()} if resumable else {},
+        "schedulers": {name: sched.state_dict() for name, sched in schedulers.items()} if resumable else {},
+        "scaler": scaler.state_dict() if scaler is not None and resumable else {},
         "progress": asdict(progress),
         "rng": rng,
         "normalization": {"mean": mean.detach().cpu().clone(), "std": std.detach().cpu().clone()},

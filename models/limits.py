@@ -18,6 +18,7 @@ MAX_D_STEPS: Final = 10  # discriminator updates per generator update
 MAX_PARAMETERS: Final = 20_000_000  # counted from the spec before anything is allocated
 MAX_LEARNING_RATE: Final = 10.0
 MAX_SEED: Final = 2**32 - 1
+MAX_KEPT_CHECKPOINTS: Final = 100  # training.checkpoint.keep_last / keep_best
 MAX_NONFINITE_STEPS: Final = 10_000  # training.max_nonfinite_steps: how long a run may stay non-finite
 
 MAX_SAMPLES: Final = 1_000_000

@@ -511,6 +511,17 @@ class ObjectiveSpec(Spec):
     mode: Literal["min", "max"]
 
 
+class CheckpointSpec(Spec):
+    """When checkpoints are written and how many are kept. The last one is always written; the best epoch's
+    weights are written at the next write after it (a crash loses at most `every_seconds` of training, which
+    the resumed run repeats bit for bit, best included)."""
+
+    every_seconds: Annotated[float, Field(ge=1.0, le=86_400.0)] = 30.0
+    every_epochs: Annotated[int, Field(ge=1, le=limits.MAX_EPOCHS)] | None = None  # as well as by time
+    keep_last: Annotated[int, Field(ge=1, le=limits.MAX_KEPT_CHECKPOINTS)] = 2
+    keep_best: Annotated[int, Field(ge=0, le=limits.MAX_KEPT_CHECKPOINTS)] = 1  # by the objective
+
+
 class EarlyStoppingSpec(Spec):
     metric: str | None = Field(default=None, max_length=64)  # None: the job's objective
     mode: Literal["min", "max"] = "min"  # for `metric`; with no metric the objective's mode applies
@@ -524,9 +535,7 @@ class TrainingSpec(Spec):
     seed: Annotated[int, Field(ge=0, le=limits.MAX_SEED)] = 0
     validation_fraction: Annotated[float, Field(ge=0.0, le=0.5)] = 0.1
     test_fraction: Annotated[float, Field(ge=0.0, le=0.5)] = 0.2
-    checkpoint_every: Annotated[int, Field(ge=1, le=limits.MAX_EPOCHS)] = (
-        1  # epochs; the last is always saved
-    )
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     # None: val_accuracy (max) for a classifier, val_loss (min) for regression, a GAN's quality where its
     # dataset has one; train_… without a validation split (models.objective)
     objective: ObjectiveSpec | None = None
@@ -540,6 +549,20 @@ class TrainingSpec(Spec):
     # fp32 matmuls and convolutions on TF32 tensor cores (CUDA, Ampere and later; ignored elsewhere)
     tf32: bool = True
     compile: bool = False  # torch.compile the training step's network (first steps pay the compilation)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checkpoint_every_is_every_epochs(cls, data: Any) -> Any:
+        """`checkpoint_every: N`, the older spelling, means `checkpoint: {every_epochs: N}`."""
+        if isinstance(data, dict) and "checkpoint_every" in data:
+            data = dict(data)
+            every = data.pop("checkpoint_every")
+            checkpoint = data.get("checkpoint")
+            data["checkpoint"] = {
+                **(checkpoint if isinstance(checkpoint, dict) else {}),
+                "every_epochs": every,
+            }
+        return data
 
     @model_validator(mode="after")
     def _precision_needs_gpu(self) -> "TrainingSpec":

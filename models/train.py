@@ -7,7 +7,7 @@ the loop never branches on the architecture: the procedure (supervised or advers
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, NamedTuple
 
 import torch
@@ -60,7 +60,8 @@ class Hook:
         pass
 
     def on_checkpoint(self, checkpoint: dict[str, Any], report: EpochReport | None) -> None:
-        """`report` is None for a checkpoint taken mid-epoch when the run was asked to stop."""
+        """`report` is None for a checkpoint taken mid-epoch and for the best epoch's weights written
+        later (`checkpoint["resumable"]` False); `checkpoint["progress"]` says where it stands."""
 
     def should_stop(self) -> bool:
         return False
@@ -98,7 +99,12 @@ class _Loop:
     def __init__(self, run: Run) -> None:
         self.run, self.spec, self.data, self.procedure = run, run.spec, run.data, run.procedure
         self.progress = Progress()
+        self.metrics: dict[str, float] = {}  # the latest epoch's
         self.epoch_start_shuffle = run.shuffle.get_state()
+        # The best epoch's weights, kept until the next checkpoint write stores them (models.checkpoint).
+        self.best: _BestEpoch | None = None
+        self.saved_best_epoch: int | None = None
+        self.saved_at = time.monotonic()
         self.objective = self.spec.training.objective or default_objective(
             self.data.info.task,
             generative=get_architecture(self.spec.model.arch).generative,
@@ -121,22 +127,24 @@ class _Loop:
             scheduler.load_state_dict(checkpoint["schedulers"][name])
         if self.run.scaler is not None and checkpoint["scaler"]:
             self.run.scaler.load_state_dict(checkpoint["scaler"])
+        if not checkpoint.get("resumable", True):
+            raise SpecError.single("resume", "checkpoint", "a best-epoch checkpoint holds no optimizer state")
         self.progress = Progress(**checkpoint["progress"])
+        self.metrics = dict(checkpoint["metrics"])
+        self.saved_best_epoch = self.progress.best_epoch  # every write stores the best first
         restore_rng(checkpoint["rng"], self.run.shuffle)
 
     def train(self, hook: Hook) -> FitResult:
         training = self.spec.training
         status: Literal["completed", "early_stopped", "stopped"] = "completed"
-        metrics: dict[str, float] = {}
         checkpoint: dict[str, Any] | None = None
         while self.progress.epoch < training.epochs:
             started = time.perf_counter()
             samples = self.progress.epoch_samples
             if not self._train_epoch(hook):
-                checkpoint = self._checkpoint(metrics)
-                hook.on_checkpoint(checkpoint, None)
-                return FitResult(self.run.model, metrics, self.progress, "stopped", checkpoint)
-            metrics = self._end_epoch()
+                checkpoint = self._save(hook, None) or self._checkpoint()
+                return FitResult(self.run.model, self.metrics, self.progress, "stopped", checkpoint)
+            metrics = self.metrics = self._end_epoch()
             is_best = self._update_best(metrics)
             early_stop = self._update_early_stopping(metrics)
             final = early_stop or self.progress.epoch == training.epochs
@@ -168,21 +176,49 @@ class _Loop:
             )
             hook.on_epoch(report)
             stop = not final and hook.should_stop()
-            due = final or stop or is_best or self.progress.epoch % training.checkpoint_every == 0
-            # Never weights that went non-finite: a diverging run keeps its last finite checkpoint.
-            if due and self.progress.nonfinite_steps == 0:
-                checkpoint = self._checkpoint(metrics)
-                hook.on_checkpoint(checkpoint, report)
+            every = training.checkpoint.every_epochs
+            due = (
+                final or stop or self._time_due() or (every is not None and self.progress.epoch % every == 0)
+            )
+            if due:
+                checkpoint = self._save(hook, report) or checkpoint
             if early_stop:
                 status = "early_stopped"
                 break
             if stop:
-                checkpoint = checkpoint or self._checkpoint(metrics)
-                return FitResult(self.run.model, metrics, self.progress, "stopped", checkpoint)
+                return FitResult(
+                    self.run.model, metrics, self.progress, "stopped", checkpoint or self._checkpoint()
+                )
         if checkpoint is None:  # resumed from a checkpoint of an already finished run
-            metrics = {f"test_{k}": v for k, v in self._evaluate("test").items()}
-            checkpoint = self._checkpoint(metrics)
-        return FitResult(self.run.model, metrics, self.progress, status, checkpoint)
+            self.metrics = {f"test_{k}": v for k, v in self._evaluate("test").items()}
+            checkpoint = self._checkpoint()
+        return FitResult(self.run.model, self.metrics, self.progress, status, checkpoint)
+
+    def _time_due(self) -> bool:
+        return time.monotonic() - self.saved_at >= self.spec.training.checkpoint.every_seconds
+
+    def _save(self, hook: Hook, report: EpochReport | None) -> dict[str, Any] | None:
+        """Write the best epoch's weights if they are not yet written, then the run as it stands (None: the
+        weights are not finite, and the last finite checkpoint stays the newest)."""
+        self.saved_at = time.monotonic()
+        if self.progress.nonfinite_steps:
+            return None
+        progress = self.progress
+        at_best = report is not None and progress.best_epoch == progress.epoch
+        if not at_best:
+            self._save_best(hook)
+        checkpoint = self._checkpoint()
+        hook.on_checkpoint(checkpoint, report)
+        if at_best:
+            self.saved_best_epoch = progress.best_epoch
+        return checkpoint
+
+    def _save_best(self, hook: Hook) -> None:
+        """Write the best epoch's weights, kept aside since that epoch, unless they are written already."""
+        best = self.best
+        if best is not None and self.saved_best_epoch != best.progress.epoch:
+            hook.on_checkpoint(self._checkpoint(best), None)
+            self.saved_best_epoch = best.progress.epoch
 
     def _train_epoch(self, hook: Hook) -> bool:
         """Run the rest of the current epoch; False when the hook asked to stop before its end."""
@@ -211,6 +247,8 @@ class _Loop:
             if len(pending) >= FLUSH_STEPS or time.monotonic() - flushed_at > FLUSH_SECONDS:
                 self._flush(pending, epoch, hook)
                 flushed_at = time.monotonic()
+                if self._time_due() and progress.batch_in_epoch < run.steps_per_epoch:
+                    self._save(hook, None)  # a long epoch is checkpointed within it too
             if hook.should_stop() and progress.batch_in_epoch < run.steps_per_epoch:
                 self._flush(pending, epoch, hook)
                 return False
@@ -232,7 +270,11 @@ class _Loop:
                     progress.epoch_sums[key] = progress.epoch_sums.get(key, 0.0) + value * step.samples
                 progress.epoch_samples += step.samples
                 hook.on_step(StepReport(epoch=epoch, step=step.step, metrics=values | step.lrs))
-                self._watch_divergence(values, losses, step.step, epoch)
+                try:
+                    self._watch_divergence(values, losses, step.step, epoch)
+                except Diverged:
+                    self._save_best(hook)  # what it reached before diverging stays downloadable
+                    raise
         pending.clear()
 
     def _watch_divergence(self, values: dict[str, float], losses: list[str], step: int, epoch: int) -> None:
@@ -278,6 +320,8 @@ class _Loop:
         # Measured now, while these weights are the model's: the score of the checkpoint a user downloads as
         # `best`, kept in the progress so that a resumed run reports the same.
         progress.best_test_metrics = {f"test_{k}": v for k, v in self._evaluate("test").items()}
+        state = {k: v.detach().clone() for k, v in self.run.model.state_dict().items()}
+        self.best = _BestEpoch(state, replace(progress, epoch_sums={}), dict(metrics))
         return True
 
     def _update_early_stopping(self, metrics: dict[str, float]) -> bool:
@@ -337,23 +381,32 @@ class _Loop:
             generator=torch.Generator(device=self.run.device).manual_seed(self.spec.training.seed + 1),
         )
 
-    def _checkpoint(self, metrics: dict[str, float]) -> dict[str, Any]:
+    def _checkpoint(self, best: "_BestEpoch | None" = None) -> dict[str, Any]:
+        """The run as it stands (resumable), or with `best`, the best epoch's weights alone."""
         # Mid-epoch, resuming must redraw the same permutation: keep the shuffle state of the epoch's start.
         rng = rng_state(self.run.shuffle)
         rng["shuffle"] = self.epoch_start_shuffle.clone()
-        return make_checkpoint(
+        checkpoint = make_checkpoint(
             spec=self.spec,
             info=self.data.info,
             model=self.run.model,
             optimizers=self.run.optimizers,
             schedulers=self.run.schedulers,
             scaler=self.run.scaler,
-            progress=self.progress,
+            progress=self.progress if best is None else best.progress,
             rng=rng,
             mean=self.data.mean,
             std=self.data.std,
-            metrics=metrics,
+            metrics=self.metrics if best is None else best.metrics,
+            weights=None if best is None else best.weights,
         )
+        return checkpoint
+
+
+class _BestEpoch(NamedTuple):
+    weights: dict[str, torch.Tensor]
+    progress: Progress
+    metrics: dict[str, float]
 
 
 def _improves(value: float, best: float | None, mode: str, min_delta: float) -> bool:

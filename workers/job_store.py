@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import job_state
 from app.db.base import utcnow
+from app.db.checkpoint_retention import RetentionPolicy, prune
 from app.db.engine import transaction
 from app.db.job_state import ErrorKind, JobStatus, Settled
 from app.db.tables import Checkpoint, Dataset, Metric
@@ -150,8 +151,17 @@ class JobStore:
 
     @survives_outages
     def save_checkpoint(
-        self, *, data: bytes, epoch: int, step: int, end_of_epoch: bool, metrics: dict[str, float]
+        self,
+        *,
+        data: bytes,
+        epoch: int,
+        step: int,
+        end_of_epoch: bool,
+        resumable: bool,
+        metrics: dict[str, float],
+        policy: RetentionPolicy,
     ) -> None:
+        """Store a checkpoint and, in the same transaction, drop those the retention policy drops now."""
         with transaction(self.factory) as session:
             job_state.assert_lease(session, job_id=self.job_id, token=self.token)
             session.add(
@@ -160,6 +170,7 @@ class JobStore:
                     epoch=epoch,
                     step=step,
                     end_of_epoch=end_of_epoch,
+                    resumable=resumable,
                     metrics=metrics,
                     size=len(data),
                     sha256=hashlib.sha256(data).hexdigest(),
@@ -167,6 +178,8 @@ class JobStore:
                     created_at=utcnow(),
                 )
             )
+            session.flush()
+            prune(session, self.job_id, policy)
 
     @survives_outages
     def finish(

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from functools import partial
 from typing import Any
 
+from app.db.checkpoint_retention import RetentionPolicy
 from app.db.job_state import ErrorKind, JobStatus, LeaseLost
 from models.checkpoint import checkpoint_bytes, read_checkpoint
 from models.errors import Diverged, SpecError
@@ -62,8 +63,10 @@ class DatabaseHook(Hook):
     thread waits only in `flush()` and, while the previous checkpoint is still being written, before the
     next one."""
 
-    def __init__(self, store: JobStore, signals: StopSignals, interval: float) -> None:
-        self.store, self.signals, self.interval = store, signals, interval
+    def __init__(
+        self, store: JobStore, signals: StopSignals, interval: float, policy: RetentionPolicy
+    ) -> None:
+        self.store, self.signals, self.interval, self.policy = store, signals, interval, policy
         self.rows: list[MetricRow] = []
         self.progress: dict[str, Any] = {}
         self.last_flush = time.monotonic()
@@ -109,8 +112,10 @@ class DatabaseHook(Hook):
             data=data,
             epoch=progress["epoch"],
             step=progress["step"],
-            end_of_epoch=report is not None,
+            end_of_epoch=progress["batch_in_epoch"] == 0,
+            resumable=checkpoint["resumable"],
             metrics=dict(checkpoint["metrics"]),
+            policy=self.policy,
         )
         self.writes.submit(partial(self._fenced, save))
 
@@ -136,6 +141,12 @@ class DatabaseHook(Hook):
         except LeaseLost:
             self.signals.lease_lost.set()  # the training thread stops at its next step
             raise
+
+
+def retention_policy(spec: JobSpec) -> RetentionPolicy:
+    kept, objective = spec.training.checkpoint, spec.training.objective
+    best = (objective.metric, objective.mode) if objective is not None else None
+    return RetentionPolicy(keep_last=kept.keep_last, keep_best=kept.keep_best, objective=best)
 
 
 def load_dataset(store: JobStore, claimed: ClaimedJob) -> RawDataset | None:
@@ -171,7 +182,7 @@ def _train(store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat
         resume = read_checkpoint(saved) if saved is not None else None
         if resume is not None:
             store.forget_metrics_after(resume["progress"]["step"])
-        hook = DatabaseHook(store, signals, heartbeat_seconds)
+        hook = DatabaseHook(store, signals, heartbeat_seconds, retention_policy(spec))
         log.info(
             "job %s attempt %d starts%s",
             claimed.id,

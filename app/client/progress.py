@@ -51,6 +51,8 @@ class RichProgressHook(Hook):
         )
 
     def on_checkpoint(self, checkpoint: dict[str, Any], report: EpochReport | None) -> None:
+        if not checkpoint["resumable"]:
+            return  # the file holds the run as it stands: the latest checkpoint, which resumes
         partial = self.destination.with_name(self.destination.name + ".partial")
         save_checkpoint(checkpoint, partial)
         os.replace(partial, self.destination)  # atomic: a reader never sees half a checkpoint

@@ -265,10 +265,10 @@ def request_cancel(session: Session, *, job_id: str) -> None:
 
 
 def newest_checkpoint(session: Session, *, job_id: str) -> Checkpoint | None:
-    """The job's newest checkpoint, bytes loaded (verify them with `verified_bytes`)."""
+    """The job's newest resumable checkpoint, bytes loaded (verify them with `verified_bytes`)."""
     return session.scalars(
         select(Checkpoint)
-        .where(Checkpoint.job_id == job_id)
+        .where(Checkpoint.job_id == job_id, Checkpoint.resumable)
         .options(undefer(Checkpoint.data))
         .order_by(Checkpoint.step.desc(), Checkpoint.id.desc())
         .limit(1)

@@ -162,6 +162,8 @@ class Checkpoint(Base):
     epoch: Mapped[int] = mapped_column(Integer)
     step: Mapped[int] = mapped_column(Integer)
     end_of_epoch: Mapped[bool] = mapped_column(Boolean)
+    # False for a best epoch's weights written after it (no optimizer state): never resumed from
+    resumable: Mapped[bool] = mapped_column(Boolean, default=True)
     metrics: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))

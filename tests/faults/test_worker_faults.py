@@ -17,7 +17,8 @@ SPEC = {
     "dataset": {"name": "digits"},
     "model": {"arch": "mlp", "hidden_sizes": [256, 256], "dropout": 0.1},
     "optimizer": {"name": "momentum", "lr": 0.02},
-    "training": {"epochs": 30, "batch_size": 16, "seed": 3},
+    # A checkpoint every epoch, so each kill resumes from a recent one (the default writes every 30 s).
+    "training": {"epochs": 30, "batch_size": 16, "seed": 3, "checkpoint": {"every_epochs": 1}},
 }
 TOTAL_STEPS = 30 * 79  # 1258 training samples of digits in batches of 16
 

@@ -334,6 +334,7 @@ def test_fit_applies_schedule_to_each_optimizer_step(name: str, monkeypatch: pyt
             "validation_fraction": 0.0,
             "test_fraction": 0.0,
             "device": "cpu",
+            "checkpoint": {"every_epochs": 1},
         },
     )
     used_lrs: list[float] = []

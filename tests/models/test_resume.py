@@ -15,7 +15,7 @@ SPECS = {
         "dataset": {"name": "digits"},
         "model": {"arch": "mlp", "hidden_sizes": [32], "dropout": 0.2},
         "optimizer": {"name": "momentum", "lr": 0.05, "schedule": {"kind": "cosine"}, "warmup_steps": 5},
-        "training": {"epochs": 4, "batch_size": 128, "seed": 3},
+        "training": {"epochs": 4, "batch_size": 128, "seed": 3, "checkpoint": {"every_epochs": 1}},
     },
     "gan": {
         "dataset": {"name": "gaussian-ring"},
@@ -27,7 +27,7 @@ SPECS = {
             "discriminator_optimizer": {"name": "rmsprop", "lr": 0.001},
         },
         "optimizer": {"name": "adam", "lr": 0.001},
-        "training": {"epochs": 3, "batch_size": 256, "seed": 5},
+        "training": {"epochs": 3, "batch_size": 256, "seed": 5, "checkpoint": {"every_epochs": 1}},
     },
     "rnn": {
         "dataset": {"name": "sine"},
@@ -37,7 +37,7 @@ SPECS = {
             "lr": 0.05,
             "schedule": {"kind": "step", "step_size": 1, "gamma": 0.5},
         },
-        "training": {"epochs": 3, "batch_size": 100, "seed": 7},
+        "training": {"epochs": 3, "batch_size": 100, "seed": 7, "checkpoint": {"every_epochs": 1}},
     },
 }
 

@@ -78,10 +78,10 @@ def test_a_diverging_job_fails_as_diverged_and_keeps_its_last_finite_checkpoint(
     assert f"step {series[-1]['step']}" in job["error"]["message"]
 
     checkpoints = client.get(f"/v1/jobs/{job['id']}/checkpoints").json()
-    assert checkpoints, "the epochs before the divergence were checkpointed"
-    latest = read_checkpoint(client.get(f"/v1/jobs/{job['id']}/checkpoints/latest").content)
-    assert all(torch.isfinite(t).all() for t in latest["model"].values())
-    assert latest["progress"]["epoch"] < job["progress"]["epoch"] + 1
+    assert checkpoints, "the best epoch before the divergence is kept"
+    best = read_checkpoint(client.get(f"/v1/jobs/{job['id']}/checkpoints/best").content)
+    assert all(torch.isfinite(t).all() for t in best["model"].values())
+    assert best["progress"]["epoch"] == job["best_epoch"] < job["progress"]["epoch"] + 1
 
 
 def test_a_job_with_a_nan_metric_reads_back_everywhere(api: tuple[TestClient, WorkerProcess]) -> None:
