@@ -1,5 +1,6 @@
 """Request and response bodies of the API (pydantic), kept apart from the tables."""
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -88,6 +89,14 @@ class JobListQuery(BaseModel):
     )
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = Field(default=None, max_length=400)
+
+    @field_validator("created_after", "created_before", mode="before")
+    @classmethod
+    def _not_a_number(cls, value: Any) -> Any:
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?[\d.]+([eE][-+]?\d+)?\s*", value):
+            # pydantic would read "2026" as a Unix time, 33 minutes after 1970 began
+            raise ValueError("an ISO 8601 date or time (2026-01-31, 2026-01-31T12:00:00Z), not a number")
+        return value
 
     @field_validator("created_after", "created_before")
     @classmethod
@@ -184,7 +193,6 @@ class CheckpointPublic(BaseModel):
     epoch: int
     step: int
     end_of_epoch: bool
-    resumable: bool = Field(description="false: a best epoch's weights alone, written after that epoch")
     metrics: dict[str, float]
     size: int
     sha256: str

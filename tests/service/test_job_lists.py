@@ -155,6 +155,7 @@ def test_tags_and_notes_at_their_limits_are_accepted_and_patch_counts_after_addi
         ({"sort": "accuracy"}, "query.sort"),
         ({"sort": "-best."}, "query.sort"),
         ({"created_after": "yesterday"}, "query.created_after"),
+        ({"created_before": "2026"}, "query.created_before"),  # not a Unix time
         ({"limit": 201}, "query.limit"),
         ({"status": "sleeping"}, "query.status"),
         ({"name": "NUL \x00"}, "query.name"),
