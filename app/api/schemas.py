@@ -193,6 +193,7 @@ class CheckpointPublic(BaseModel):
     epoch: int
     step: int
     end_of_epoch: bool
+    resumable: bool = Field(description="false: a best epoch's weights alone, written after that epoch")
     metrics: dict[str, float]
     size: int
     sha256: str
