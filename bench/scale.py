@@ -3,9 +3,12 @@
     .venv/bin/python -m bench.scale [--sizes 10 100 1000 10000] [--requests 20]
 
 One API on PostgreSQL (no worker: submitted jobs stay queued). Finished jobs of the same owner are inserted
-straight into the table up to each size; then, sequentially over HTTP, p50 of: POST /v1/jobs (validation,
-dry run, the owner's queued-jobs count, insert, publish), GET /v1/jobs (the first page of 50), GET /v1/jobs
-?cursor= (a page of 50 from the middle: keyset pagination), GET /v1/jobs?status=queued, GET /v1/jobs/{id}.
+straight into the table up to each size, each tagged `sweep-<i % 10>` and all but every tenth with a
+val_accuracy; then, sequentially over HTTP, p50 of: POST /v1/jobs (validation, dry run, the owner's
+queued-jobs count, insert, publish), GET /v1/jobs (the first page of 50), GET /v1/jobs?cursor= (a page of
+50 from the middle: keyset pagination), GET /v1/jobs?status=queued, a filtered page (a tag a tenth of the
+jobs carry, and the optimizer), a name no job has (the one filter without an index), pages sorted by the
+best val_accuracy (the first, and one from the middle), GET /v1/jobs/{id}.
 """
 
 import argparse
@@ -16,12 +19,13 @@ from collections.abc import Callable
 import httpx2
 from sqlalchemy import func, select
 
-from app.api.jobs import encode_cursor
-from app.db.tables import Job
+from app.api.job_lists import JobSort, Position, encode_cursor
+from app.db.tables import Job, JobBestMetric
 from bench.report import console, table
 from bench.stack import Stack, insert_jobs, machine, service_stack
 
 SUBMIT = {"dataset": {"name": "digits"}, "model": {"arch": "mlp"}, "training": {"epochs": 1}}
+BY_ACCURACY = "-best.val_accuracy"
 
 
 def p50_ms(request: Callable[[], httpx2.Response], count: int) -> float:
@@ -41,12 +45,27 @@ def middle_cursor(stack: Stack) -> str:
             select(Job.created_at, Job.id).order_by(Job.created_at.desc(), Job.id.desc()).offset(total // 2)
         ).first()
     assert job is not None
-    return encode_cursor(job.created_at, job.id)
+    return encode_cursor(JobSort.parse("-created"), Position(True, job.created_at, job.id))
+
+
+def middle_cursor_by_accuracy(stack: Stack) -> str:
+    metric = JobBestMetric
+    with stack.factory() as session:
+        total = session.scalar(select(func.count()).select_from(metric).where(metric.name == "val_accuracy"))
+        row = session.execute(
+            select(metric.value, metric.job_id)
+            .where(metric.name == "val_accuracy")
+            .order_by(metric.value.desc(), metric.job_id.desc())
+            .offset((total or 0) // 2)
+        ).first()
+    assert row is not None
+    return encode_cursor(JobSort.parse(BY_ACCURACY), Position(True, row.value, row.job_id))
 
 
 def measure(stack: Stack, client: httpx2.Client, requests: int) -> dict[str, float]:
     queued = client.post("/v1/jobs", json=SUBMIT).json()["id"]
-    cursor = middle_cursor(stack)
+    cursor, by_accuracy = middle_cursor(stack), middle_cursor_by_accuracy(stack)
+    filtered = {"tag": "sweep-3", "optimizer": "adam"}
     return {
         "POST /v1/jobs": p50_ms(lambda: client.post("/v1/jobs", json=SUBMIT), requests // 2),
         "GET /v1/jobs": p50_ms(lambda: client.get("/v1/jobs"), requests),
@@ -54,6 +73,18 @@ def measure(stack: Stack, client: httpx2.Client, requests: int) -> dict[str, flo
             lambda: client.get("/v1/jobs", params={"cursor": cursor}), requests
         ),
         "GET /v1/jobs?status=queued": p50_ms(lambda: client.get("/v1/jobs?status=queued"), requests),
+        "GET /v1/jobs?tag=sweep-3&optimizer=adam": p50_ms(
+            lambda: client.get("/v1/jobs", params=filtered), requests
+        ),
+        "GET /v1/jobs?name=nomatch (no index: reads every job)": p50_ms(
+            lambda: client.get("/v1/jobs", params={"name": "nomatch"}), requests
+        ),
+        f"GET /v1/jobs?sort={BY_ACCURACY}": p50_ms(
+            lambda: client.get("/v1/jobs", params={"sort": BY_ACCURACY}), requests
+        ),
+        f"GET /v1/jobs?sort={BY_ACCURACY}&cursor= (middle)": p50_ms(
+            lambda: client.get("/v1/jobs", params={"sort": BY_ACCURACY, "cursor": by_accuracy}), requests
+        ),
         "GET /v1/jobs/{id}": p50_ms(lambda: client.get(f"/v1/jobs/{queued}"), requests),
     }
 
@@ -70,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         for size in sorted(args.sizes):
             with stack.factory() as session:
                 present = session.scalar(select(func.count()).select_from(Job)) or 0
-            insert_jobs(stack.factory, owner="bench", count=max(0, size - present))
+            insert_jobs(stack.factory, owner="bench", count=max(0, size - present), labelled=True)
             results[size] = measure(stack, client, args.requests)
     first = results[min(results)]
     rows = [

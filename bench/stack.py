@@ -156,10 +156,16 @@ def redis_database() -> str:
 
 
 def insert_jobs(
-    factory: sessionmaker[Session], *, owner: str, count: int, status: JobStatus = JobStatus.SUCCEEDED
+    factory: sessionmaker[Session],
+    *,
+    owner: str,
+    count: int,
+    status: JobStatus = JobStatus.SUCCEEDED,
+    labelled: bool = False,
 ) -> None:
     """`count` finished MLP jobs straight into the job table (in batches), one second apart, oldest first;
-    then ANALYZE, or PostgreSQL would plan the next queries for the table as it was before."""
+    then ANALYZE, or PostgreSQL would plan the next queries for the tables as they were before. `labelled`:
+    each job also gets a tag `sweep-<i % 10>` and, all but every tenth, a val_accuracy and val_loss."""
     from app.db.base import utcnow
     from app.db.tables import Job
     from models.specs import parse_job_spec
@@ -188,16 +194,24 @@ def insert_jobs(
         "started_at": now,
         "finished_at": now,
     }
+
+    def labels(i: int) -> dict[str, Any]:
+        if not labelled:
+            return {}
+        accuracy = (i * 7919 % 1000) / 1000  # spread over [0, 1) in no particular order
+        metrics = {} if i % 10 == 9 else {"val_accuracy": accuracy, "val_loss": 1 - accuracy}
+        return {"tags": [f"sweep-{i % 10}"], "best_metrics": metrics}
+
     for start in range(0, count, 5000):
         rows = [
-            row | {"id": str(uuid.uuid4()), "created_at": now - timedelta(seconds=count - i)}
+            row | {"id": str(uuid.uuid4()), "created_at": now - timedelta(seconds=count - i)} | labels(i)
             for i in range(start, min(count, start + 5000))
         ]
         with transaction(factory) as session:
             session.execute(sa.insert(Job), rows)
     with transaction(factory) as session:  # fresh statistics, as autovacuum would gather after such growth
         if session.get_bind().dialect.name == "postgresql":
-            session.execute(sa.text("ANALYZE job"))
+            session.execute(sa.text("ANALYZE job, job_tag, job_best_metric"))
 
 
 @dataclass
