@@ -25,6 +25,7 @@ PLAN: dict[str, list[str]] = {
     "time_to_accuracy": ["--rounds", "3"],
     "dispatch_latency": ["--jobs", "10"],
     "back_to_back": ["--jobs", "10"],
+    "checkpoint_policy": ["--rounds", "1", "--epochs", "10"],
     "api_load": ["--seconds", "3"],
     "scale": ["--requests", "10"],
     "worker_memory": ["--jobs", "10"],

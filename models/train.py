@@ -216,6 +216,8 @@ class _Loop:
     def _save_best(self, hook: Hook) -> None:
         """Write the best epoch's weights, kept aside since that epoch, unless they are written already."""
         best = self.best
+        if not self.spec.training.checkpoint.keep_best:
+            return  # nothing would keep it
         if best is not None and self.saved_best_epoch != best.progress.epoch:
             hook.on_checkpoint(self._checkpoint(best), None)
             self.saved_best_epoch = best.progress.epoch
