@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import job_state
 from app.db.base import utcnow
-from app.db.checkpoint_retention import RetentionPolicy, prune
+from app.db.checkpoint_retention import ONLY_THE_NEWEST, RetentionPolicy, prune
 from app.db.engine import transaction
 from app.db.job_state import ErrorKind, JobStatus, Settled
 from app.db.tables import Checkpoint, Dataset, Metric
+from app.db.usage import owner_over_storage
 
 log = logging.getLogger("nnforge.worker")
 P = ParamSpec("P")
@@ -31,6 +32,7 @@ COPY_METRICS = "COPY metric (job_id, name, step, epoch, value, time) FROM STDIN"
 @dataclass(frozen=True)
 class ClaimedJob:
     id: str
+    owner: str
     spec: dict[str, Any]
     dataset_id: str | None
     attempt: int
@@ -75,9 +77,17 @@ class JobStore:
     """One attempt's view of its job: `token` is the lease it took (or will take) with `claim`."""
 
     def __init__(
-        self, factory: sessionmaker[Session], job_id: str, token: str, *, outage_seconds: float = 600.0
+        self,
+        factory: sessionmaker[Session],
+        job_id: str,
+        token: str,
+        *,
+        outage_seconds: float = 600.0,
+        storage_limit: int | None = None,
     ) -> None:
         self.factory, self.job_id, self.token, self.outage_seconds = factory, job_id, token, outage_seconds
+        self.storage_limit = storage_limit  # MAX_STORAGE_BYTES_PER_OWNER
+        self.owner: str | None = None  # known once claimed
 
     @survives_outages
     def claim(self, *, max_running_per_owner: int) -> ClaimedJob | None:
@@ -87,7 +97,10 @@ class JobStore:
             )
             if job is None:
                 return None
-            return ClaimedJob(job.id, job.spec, job.dataset_id, job.attempt, job.max_restarts, job.queue)
+            self.owner = job.owner
+            return ClaimedJob(
+                job.id, job.owner, job.spec, job.dataset_id, job.attempt, job.max_restarts, job.queue
+            )
 
     @survives_outages
     def dataset_bytes(self, dataset_id: str) -> tuple[bytes, str, str, str | None]:
@@ -160,8 +173,9 @@ class JobStore:
         resumable: bool,
         metrics: dict[str, float],
         policy: RetentionPolicy,
-    ) -> None:
-        """Store a checkpoint and, in the same transaction, drop those the retention policy drops now."""
+    ) -> bool:
+        """Store a checkpoint and, in the same transaction, drop those the retention policy drops now; True
+        when the owner is at its storage limit, and only the newest checkpoint is kept."""
         with transaction(self.factory) as session:
             job_state.assert_lease(session, job_id=self.job_id, token=self.token)
             session.add(
@@ -179,7 +193,11 @@ class JobStore:
                 )
             )
             session.flush()
-            prune(session, self.job_id, policy)
+            over = self.owner is not None and owner_over_storage(
+                session, owner=self.owner, limit=self.storage_limit
+            )
+            prune(session, self.job_id, ONLY_THE_NEWEST if over else policy)
+            return over
 
     @survives_outages
     def finish(

@@ -67,6 +67,7 @@ class DatabaseHook(Hook):
         self, store: JobStore, signals: StopSignals, interval: float, policy: RetentionPolicy
     ) -> None:
         self.store, self.signals, self.interval, self.policy = store, signals, interval, policy
+        self.told_storage_full = False
         self.rows: list[MetricRow] = []
         self.progress: dict[str, Any] = {}
         self.last_flush = time.monotonic()
@@ -117,7 +118,16 @@ class DatabaseHook(Hook):
             metrics=dict(checkpoint["metrics"]),
             policy=self.policy,
         )
-        self.writes.submit(partial(self._fenced, save))
+        self.writes.submit(partial(self._fenced, partial(self._save, save)))
+
+    def _save(self, save: Callable[[], bool]) -> None:
+        if save() and not self.told_storage_full:
+            self.told_storage_full = True
+            log.warning(
+                "job %s: its owner is at the storage limit (MAX_STORAGE_BYTES_PER_OWNER); training goes on, "
+                "keeping only its newest checkpoint",
+                self.store.job_id,
+            )
 
     def should_stop(self) -> bool:
         if time.monotonic() - self.last_flush >= self.interval:
@@ -135,7 +145,7 @@ class DatabaseHook(Hook):
         if wait:
             self.writes.drain()
 
-    def _fenced(self, write: Callable[[], None]) -> None:
+    def _fenced(self, write: Callable[[], object]) -> None:
         try:
             write()
         except LeaseLost:

@@ -51,7 +51,13 @@ def main(job_id: str, token: str) -> int:
     settings = get_settings()
     torch.set_num_threads(settings.torch_threads)
     engine = make_engine(settings.resolved_database_url)
-    store = JobStore(make_session_factory(engine), job_id, token, outage_seconds=settings.db_outage_seconds)
+    store = JobStore(
+        make_session_factory(engine),
+        job_id,
+        token,
+        outage_seconds=settings.db_outage_seconds,
+        storage_limit=settings.max_storage_bytes_per_owner,
+    )
     claimed = store.claim(max_running_per_owner=settings.max_running_jobs_per_owner)
     if claimed is None:
         log.info("job %s is not queued; nothing to do", job_id)

@@ -17,8 +17,8 @@ def list_checkpoints(*, session: Session, job: Job) -> list[Checkpoint]:
 
 
 def find_checkpoint(*, session: Session, job: Job, which: str) -> Checkpoint | None:
-    """`which` is a checkpoint id, `latest`, or `best` (falls back to the latest when the best epoch
-    has no checkpoint of its own, e.g. with checkpoint_every > 1)."""
+    """`which` is a checkpoint id, `latest` (the newest resumable), or `best` (the best epoch's weights;
+    the latest when the job has no best epoch, or its best epoch's checkpoint was deleted)."""
     query = select(Checkpoint).where(Checkpoint.job_id == job.id).options(undefer(Checkpoint.data))
     if which == "latest":
         return newest_checkpoint(session, job_id=job.id)
@@ -30,6 +30,6 @@ def find_checkpoint(*, session: Session, job: Job, which: str) -> Checkpoint | N
             else None
         )
         return best or newest_checkpoint(session, job_id=job.id)
-    if not which.isdigit():
+    if not which.isdigit() or int(which) >= 2**31:  # ids are 32-bit integers: no larger one exists
         return None
     return session.scalars(query.where(Checkpoint.id == int(which))).first()

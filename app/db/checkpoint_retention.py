@@ -20,6 +20,10 @@ class RetentionPolicy:
     objective: tuple[str, Literal["min", "max"]] | None  # (metric, mode); None: no best to keep
 
 
+# An owner at MAX_STORAGE_BYTES_PER_OWNER: a running job keeps training, but keeps its newest checkpoint only.
+ONLY_THE_NEWEST = RetentionPolicy(keep_last=1, keep_best=0, objective=None)
+
+
 @dataclass(frozen=True)
 class StoredCheckpoint:
     id: int

@@ -28,7 +28,10 @@ def protected_checkpoint_ids(session: Session, job: Job) -> frozenset[int]:
     best epoch's (what `checkpoints/best` downloads). Empty for a job without checkpoints. Read `job` fresh
     (or lock its row) when the answer decides a deletion: both move while the job runs."""
     newest = session.scalar(
-        select(Checkpoint.id).where(Checkpoint.job_id == job.id).order_by(*NEWEST_FIRST).limit(1)
+        select(Checkpoint.id)
+        .where(Checkpoint.job_id == job.id, Checkpoint.resumable)
+        .order_by(*NEWEST_FIRST)
+        .limit(1)
     )
     best_query = best_checkpoint_query(job)
     best = session.scalar(best_query.with_only_columns(Checkpoint.id)) if best_query is not None else None
