@@ -79,13 +79,13 @@ def test_submit_follows_to_success_then_status_metrics_logs_and_downloads(
     weights = _nnforge(live_stack, "download", job_id, target, "--format", "safetensors")
     assert weights.returncode == 0, weights.stderr
     tensors = load_file(tmp_path / "w.safetensors")
-    saved = _nnforge(live_stack, "download", job_id, str(tmp_path), "--checkpoint", "latest", "-o", "json")
+    saved = _nnforge(live_stack, "download", job_id, str(tmp_path), "-o", "json")  # both the default, best
     model = load_model(json.loads(saved.stdout)["path"])
     assert torch.equal(tensors["model.layers.0.weight"], model.network.layers[0].weight)
 
     ort = pytest.importorskip("onnxruntime", reason="the optional extra nnforge[onnx]")
     onnx = _nnforge(
-        live_stack, "download", job_id, str(tmp_path / "m.onnx"), "--format", "onnx", "--checkpoint", "latest"
+        live_stack, "download", job_id, str(tmp_path / "m.onnx"), "--format", "onnx", "--checkpoint", "best"
     )
     assert onnx.returncode == 0, onnx.stderr
     points = torch.randn(5, 2)
