@@ -25,5 +25,6 @@ MAX_SAMPLES: Final = 1_000_000
 MAX_DATASET_ELEMENTS: Final = 32_000_000  # x plus y; 128 MB as float32
 MAX_SAMPLE_RANK: Final = 3  # per-sample rank: features (1), H×W or T×F (2), C×H×W (3)
 MAX_CLASSES: Final = 1_000
+MAX_INTEGER_LABEL: Final = 2**53 - 1  # larger integer labels JSON clients (JavaScript) cannot read exactly
 MAX_UPLOAD_BYTES: Final = 64 * 1024 * 1024
 MAX_CSV_COLUMNS: Final = 10_000

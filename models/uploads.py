@@ -161,6 +161,13 @@ def _finite_float32(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return as32, np.flatnonzero(~np.isfinite(as32))
 
 
+# Class labels come back in JSON (the dataset's `classes`, a checkpoint's dataset_info): an integer beyond
+# JavaScript's Number.MAX_SAFE_INTEGER would read as a neighbouring number in a browser, so it is refused.
+_BEYOND_JSON_INTEGERS = (
+    f"beyond ±{limits.MAX_INTEGER_LABEL:,}, the largest integer JSON clients such as JavaScript read exactly"
+)
+
+
 def _check_class_count(classes: Sequence[int | str], where: str, name: str, hint: str) -> None:
     if len(classes) < 2:
         raise _invalid(
@@ -402,6 +409,13 @@ def _npz_targets(y: np.ndarray | None, name: str) -> _Targets:
     classes, indices = np.unique(y, return_inverse=True)
     labels = [int(c) for c in classes.tolist()]
     _check_class_count(labels, "y", name, "for regression targets, save y as a float array")
+    beyond = [label for label in (labels[0], labels[-1]) if abs(label) > limits.MAX_INTEGER_LABEL]
+    if beyond:
+        raise _invalid(
+            name,
+            f"y holds the label {beyond[0]}, {_BEYOND_JSON_INTEGERS}: renumber the classes 0…K-1 "
+            "(np.unique(y, return_inverse=True)[1])",
+        )
     return _class_targets(indices.reshape(-1), labels)
 
 
@@ -566,6 +580,13 @@ def _csv_targets(labels: list[str], column: str, lines: array.array[int], name: 
         raise _invalid(name, f"{where}, line {lines[empty]}: the label is empty")
     integers = _parse_all(labels, int)
     if integers is not None:
+        beyond = next((i for i, label in enumerate(integers) if abs(label) > limits.MAX_INTEGER_LABEL), None)
+        if beyond is not None:
+            raise _invalid(
+                name,
+                f"{where}, line {lines[beyond]}: the label {integers[beyond]} is {_BEYOND_JSON_INTEGERS}: "
+                f"renumber the classes, or make the labels text (e.g. id{integers[beyond]})",
+            )
         return _csv_classes(integers, where, name, "for regression targets, write them as floats (e.g. 3.0)")
     floats = _parse_all(labels, float)
     if floats is None:

@@ -208,6 +208,24 @@ def test_read_npz_refuses_too_many_classes(monkeypatch: pytest.MonkeyPatch) -> N
     assert "6 distinct labels, over the limit of 5 classes" in message
 
 
+@pytest.mark.parametrize("label", [2**53, -(2**53), 2**64 - 1])
+def test_read_npz_refuses_integer_labels_beyond_what_json_clients_read_exactly(label: int) -> None:
+    dtype = np.uint64 if label > 0 else np.int64
+    y = np.array([0, 1, label, 0, 1, label], dtype=dtype)
+
+    message = _refusal(read_npz, _npz(x=FEATURES, y=y), name="ids")
+
+    assert f"y holds the label {label}, beyond ±9,007,199,254,740,991" in message
+    assert "renumber the classes" in message
+
+
+def test_read_npz_keeps_integer_labels_at_the_json_bound_exactly() -> None:
+    bound = limits.MAX_INTEGER_LABEL
+    data = read_npz(_npz(x=FEATURES, y=np.array([-bound, 0, bound] * 2, dtype=np.int64)), name="edge")
+
+    assert data.info.classes == (-bound, 0, bound)
+
+
 def test_read_npz_refuses_extra_members() -> None:
     archive = _npz(x=FEATURES, y=np.arange(6) % 2, z=FEATURES)
 
@@ -305,6 +323,17 @@ def test_read_csv_reads_float_targets() -> None:
     assert data.info.target_shape == ()
     assert data.y is not None and data.y.dtype == np.float32
     assert data.y.tolist() == [0.5, 2.0, -1.25]
+
+
+def test_read_csv_refuses_integer_labels_beyond_what_json_clients_read_exactly() -> None:
+    text = b"a,id\n1,9007199254740991\n2,3\n3,9007199254740993\n"
+
+    message = _refusal(read_csv, text, name="ids", label_column="id")
+
+    assert "column 'id', line 4: the label 9007199254740993 is beyond ±9,007,199,254,740,991" in message
+    assert "make the labels text (e.g. id9007199254740993)" in message
+    as_text = read_csv(text.replace(b",9", b",id9"), name="ids", label_column="id")
+    assert as_text.info.classes == ("3", "id9007199254740991", "id9007199254740993")
 
 
 def test_read_csv_reads_string_labels() -> None:

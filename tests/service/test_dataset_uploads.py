@@ -43,6 +43,24 @@ def test_a_column_named_like_the_target_must_be_chosen(client: TestClient) -> No
     assert labelled.json()["feature_names"] == ["a", "b"]
 
 
+def test_integer_labels_beyond_2_pow_53_are_refused_and_those_within_come_back_exact(
+    client: TestClient,
+) -> None:
+    """A JSON number beyond 2**53 - 1 reads as a neighbouring number in JavaScript (the dashboard): such
+    labels are refused with a 422 naming the label; labels up to the bound come back as the same numbers."""
+    rows = "".join(f"{i},{label}\n" for i, label in enumerate([1, 2**53 + 1, 1, 2**53 + 1]))
+    refused = _upload(client, "ids.csv", "a,label\n" + rows, label_column="label")
+    assert refused.status_code == 422
+    reason = refused.json()["errors"][0]["reason"]
+    assert "the label 9007199254740993 is beyond ±9,007,199,254,740,991" in reason
+
+    bound = 2**53 - 1
+    rows = "".join(f"{i},{label}\n" for i, label in enumerate([-bound, bound, -bound, bound]))
+    kept = _upload(client, "edge.csv", "a,label\n" + rows, label_column="label")
+    assert kept.status_code == 201, kept.text
+    assert kept.json()["classes"] == [-bound, bound]
+
+
 def test_an_upload_keeps_feature_and_class_names_a_name_and_a_description(client: TestClient) -> None:
     response = _upload(
         client, "flowers.csv", IRIS_LIKE, label_column="species", name="flowers", description="a small study"
