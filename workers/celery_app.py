@@ -10,13 +10,13 @@ import signal
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_ready, worker_shutting_down
+from celery.signals import celeryd_after_setup, worker_ready, worker_shutting_down
 
 from app.core.queue import RUN_JOB_TASK, make_celery
 from app.core.settings import get_settings
 from app.db.engine import make_engine, make_session_factory
 from workers.reconciler import Reconciler, ReconcilerThread
-from workers.supervisor import supervise, trainer_registry
+from workers.supervisor import remove_stale_registries, supervise, trainer_registry
 
 celery_app: Celery = make_celery(get_settings())
 log = logging.getLogger("nnforge.worker")
@@ -27,6 +27,14 @@ def run_job(self: Task, job_id: str) -> str:
     if (self.request.delivery_info or {}).get("redelivered"):
         log.info("job %s: message redelivered by the broker", job_id)
     return supervise(job_id, get_settings())
+
+
+@celeryd_after_setup.connect
+def remove_registries_of_gone_workers(**_: Any) -> None:
+    """Once logging is set up, before the pool starts: a warm shutdown signals the pids in this worker's
+    registry, so none may be left from an earlier life."""
+    for folder in remove_stale_registries(get_settings(), os.getpid()):
+        log.info("removed %s: the worker that wrote it is gone", folder)
 
 
 @worker_ready.connect

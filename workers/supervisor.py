@@ -38,6 +38,38 @@ def trainer_registry(settings: Settings, worker_pid: int) -> Path:
     return settings.nnforge_home.resolve() / "run" / f"worker-{worker_pid}"
 
 
+def remove_stale_registries(settings: Settings, worker_pid: int) -> list[Path]:
+    """Remove the trainer registries no live worker owns, at a worker's start (before its pool runs a task):
+    those of workers that are gone (a SIGKILL leaves its registry behind) and the one bearing this worker's
+    own pid (left by an earlier worker with the same pid: in a container the pid repeats at every restart).
+    Their pid files name processes long gone, or someone else's by now: a warm shutdown must not signal
+    them. A pid is only meaningful on this machine: NNFORGE_HOME/run is per host, as it always was."""
+    run = trainer_registry(settings, worker_pid).parent
+    removed = []
+    for folder in sorted(run.glob("worker-*")) if run.exists() else []:
+        pid = folder.name.removeprefix("worker-")
+        if not pid.isdigit() or (int(pid) != worker_pid and _is_running(int(pid))):
+            continue
+        try:
+            for pid_file in folder.iterdir():
+                pid_file.unlink(missing_ok=True)
+            folder.rmdir()
+        except FileNotFoundError:  # another worker starting at the same moment removed it
+            continue
+        removed.append(folder)
+    return removed
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    return True
+
+
 def supervise(job_id: str, settings: Settings) -> str:
     """Run the job in a fresh process; returns how it ended for this delivery."""
     engine = make_engine(settings.resolved_database_url, poolclass=NullPool)
