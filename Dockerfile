@@ -26,4 +26,6 @@ RUN pip install --no-cache-dir ${TORCH_INDEX:+--extra-index-url ${TORCH_INDEX}} 
 RUN useradd --create-home --uid 10001 nnforge && mkdir -p /data && chown nnforge /data
 USER nnforge
 EXPOSE 8000
-CMD ["uvicorn", "app.api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+# The API: uvicorn with the read timeouts and connection cap of the settings (HEADER_TIMEOUT_SECONDS,
+# BODY_TIMEOUT_SECONDS, MAX_CONNECTIONS, ...), which a bare `uvicorn` command line cannot set.
+CMD ["python", "-m", "app.client.cli", "api", "--host", "0.0.0.0", "--port", "8000"]

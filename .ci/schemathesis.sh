@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 home=$(mktemp -d)
 port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export NNFORGE_HOME="$home" PORT="$port" RATE_LIMIT_PER_SECOND=100000 RATE_LIMIT_BURST=100000 \
+       UNAUTHENTICATED_RATE_LIMIT_PER_SECOND=100000 UNAUTHENTICATED_RATE_LIMIT_BURST=100000 \
        MAX_QUEUED_JOBS_PER_OWNER=1000000
 unset DATABASE_URL REDIS_URL
 .venv/bin/nnforge serve --no-worker >"$home/serve.log" 2>&1 &

@@ -10,7 +10,9 @@ import pytest
 import yaml
 
 from app.client.cli import cli
+from app.client.serve import api_command, uvicorn_config
 from app.core.settings import Settings
+from app.core.slow_clients import ReadTimeouts
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -61,3 +63,26 @@ def test_dockerfile_cmd_and_copies_exist() -> None:
     for source in re.findall(r"^COPY (\S+) ", text, re.MULTILINE):
         assert (ROOT / source).exists(), source
     assert "ARG BASE_IMAGE=" in text
+
+
+def test_every_api_process_runs_nnforge_api_with_the_settings() -> None:
+    """The Dockerfile, docker-compose.yml and `nnforge serve` (api_command) all start `nnforge api`, which
+    gives uvicorn the read timeouts and the connection cap of the settings (a `uvicorn` command line cannot
+    set the timeouts)."""
+    cmd = re.search(r"^CMD (\[.*\])$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert cmd is not None
+    dockerfile = yaml.safe_load(cmd.group(1))
+    compose = COMPOSE["services"]["api"]["command"]
+    served = api_command(Settings())
+    for command in (dockerfile, compose, ["python", *served[1:]]):
+        assert command[:4] == ["python", "-m", "app.client.cli", "api"], command
+    settings = Settings(
+        header_timeout_seconds=3,
+        body_timeout_seconds=7,
+        body_min_bytes_per_second=99,
+        keep_alive_seconds=11,
+        max_connections=42,
+    )
+    config = uvicorn_config(settings)
+    assert config.http.timeouts == ReadTimeouts(3, 7, 99)  # type: ignore[union-attr]
+    assert (config.timeout_keep_alive, config.limit_concurrency) == (11, 43)  # 42 open, the 43rd gets 503

@@ -11,9 +11,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from app.api.tokens import OwnerCache, owner_of
+from app.core.rate_limit import client_key
 from app.core.settings import Settings
 
 LOCAL_OWNER = "local"  # the owner of everything when auth is off (loopback only)
+UNAUTHENTICATED_TOO_OFTEN = "too many requests without a valid token from this address"
 bearer = HTTPBearer(auto_error=False, description="an API token: `nnforge token create`")
 
 
@@ -22,8 +24,8 @@ class Unauthorized(PermissionError):
 
 
 class RateLimited(RuntimeError):
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"too many requests; retry in {retry_after:.1f} s")
+    def __init__(self, retry_after: float, reason: str = "too many requests") -> None:
+        super().__init__(f"{reason}; retry in {retry_after:.1f} s")
         self.retry_after = retry_after
 
 
@@ -55,7 +57,7 @@ async def get_owner(
         owner = LOCAL_OWNER
     else:
         if credentials is None:
-            raise Unauthorized("a bearer token is required (Authorization: Bearer nnf_…)")
+            raise _refused(request, "a bearer token is required (Authorization: Bearer nnf_…)")
         owner = await _token_owner(request, credentials.credentials)
     wait = request.app.state.rate_limiter.retry_after(owner)
     if wait > 0:
@@ -67,6 +69,10 @@ async def _token_owner(request: Request, secret: str) -> str:
     cache: OwnerCache = request.app.state.token_owners
     owner = cache.get(secret)
     if owner is None:
+        # A client over its 401s waits before the next lookup: a flood of bad tokens reads no database.
+        wait = request.app.state.unauthenticated_limiter.waiting(_client(request))
+        if wait > 0:
+            raise RateLimited(math.ceil(wait), UNAUTHENTICATED_TOO_OFTEN)
 
         def look_up() -> str | None:
             with request.app.state.session_factory() as session:
@@ -78,8 +84,18 @@ async def _token_owner(request: Request, secret: str) -> str:
 
         owner = await asyncio.shield(cache.lookups.call(secret, look_up, keep))
         if owner is None:
-            raise Unauthorized("unknown or revoked token")
+            raise _refused(request, "unknown or revoked token")
     return owner
+
+
+def _client(request: Request) -> str:
+    return client_key(request.client.host if request.client else None)
+
+
+def _refused(request: Request, reason: str) -> Exception:
+    """401, or 429 once the client's address is over UNAUTHENTICATED_RATE_LIMIT_PER_SECOND / _BURST."""
+    wait = request.app.state.unauthenticated_limiter.retry_after(_client(request))
+    return RateLimited(math.ceil(wait), UNAUTHENTICATED_TOO_OFTEN) if wait > 0 else Unauthorized(reason)
 
 
 OwnerDep = Annotated[str, Depends(get_owner)]

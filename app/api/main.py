@@ -45,6 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ensure_broker_folders(settings)
     app.state.celery = make_celery(settings)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app.state.unauthenticated_limiter = RateLimiter(
+        settings.unauthenticated_rate_limit_per_second, settings.unauthenticated_rate_limit_burst
+    )
     app.state.token_owners = OwnerCache(settings.token_cache_seconds)
     app.state.job_reads = RecentJobReads(settings.status_cache_seconds)
     install_problem_handlers(app)

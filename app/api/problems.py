@@ -52,7 +52,7 @@ def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "conflicts with the object's state",
         413: "body over its cap",
         422: "invalid field(s); each is named in `errors`",
-        429: "over a per-owner limit; see Retry-After",
+        429: "over a per-owner limit, or too many 401s from one address; see Retry-After",
         503: "database or broker unreachable",
     }
     return {

@@ -120,6 +120,21 @@ def serve(
 
 
 @cli.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="listen address (default: HOST or 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: PORT or 8000)")] = None,
+    app: Annotated[str | None, typer.Option(hidden=True, help="another app factory (benchmarks)")] = None,
+) -> None:
+    """Run the API alone (no migration, no worker): uvicorn with the connection limits and read timeouts
+    of the settings (MAX_CONNECTIONS, HEADER_TIMEOUT_SECONDS, BODY_TIMEOUT_SECONDS, ...)."""
+    from app.client.serve import API_APP, run_api
+    from app.core.settings import Settings
+
+    given = {"host": host, "port": port}
+    run_api(Settings(**{k: v for k, v in given.items() if v is not None}), app=app or API_APP)  # type: ignore[arg-type]
+
+
+@cli.command()
 def worker() -> None:
     """Run a Celery worker (queues by WORKER_DEVICE: cpu, gpu, or auto-detected; WORKER_CONCURRENCY jobs at
     once, by default one per GPU or enough to use the cores)."""

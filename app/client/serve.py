@@ -1,5 +1,6 @@
 """`nnforge serve`: migrate, then run the API and a worker (WORKER_CONCURRENCY slots) as child processes and
-stop them together."""
+stop them together. `nnforge api` (the API process here, in the Dockerfile and in docker-compose.yml) runs
+uvicorn with the settings of app.core.settings."""
 
 import ipaddress
 import os
@@ -11,9 +12,12 @@ import time
 from pathlib import Path
 from types import FrameType
 
+import uvicorn
+
 from app.api.tokens import create_token
 from app.core.queue import QUEUES_FOR_WORKER, ensure_broker_folders
 from app.core.settings import Settings
+from app.core.slow_clients import ReadTimeouts, guarded_protocol
 from app.db.engine import make_engine, make_session_factory, transaction
 from app.db.migrate import upgrade_to_head
 
@@ -65,20 +69,50 @@ def worker_command(settings: Settings) -> list[str]:
     ]
 
 
-def api_command(settings: Settings) -> list[str]:
+API_APP = "app.api.main:create_app"
+
+
+def api_command(settings: Settings, *, app: str = API_APP) -> list[str]:
+    """The API process's command line: `nnforge api`, which reads the other settings from the environment."""
     return [
         sys.executable,
         "-m",
-        "uvicorn",
-        "app.api.main:create_app",
-        "--factory",
+        "app.client.cli",
+        "api",
+        "--app",
+        app,
         "--host",
         settings.host,
         "--port",
         str(settings.port),
-        "--log-level",
-        "info",
     ]
+
+
+def uvicorn_config(settings: Settings, *, app: str = API_APP) -> uvicorn.Config:
+    """uvicorn's settings from ours, with the read timeouts it lacks (app.core.slow_clients)."""
+    timeouts = ReadTimeouts(
+        header_seconds=settings.header_timeout_seconds,
+        body_seconds=settings.body_timeout_seconds,
+        body_min_bytes_per_second=settings.body_min_bytes_per_second,
+    )
+    return uvicorn.Config(
+        app,
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        http=guarded_protocol(timeouts),
+        ws="none",  # the API serves no WebSocket; an upgrade request is answered as plain HTTP
+        timeout_keep_alive=settings.keep_alive_seconds,
+        # uvicorn answers 503 once the open connections, the request's own included, reach the limit.
+        limit_concurrency=settings.max_connections + 1,
+        log_level="info",
+    )
+
+
+def run_api(settings: Settings, *, app: str = API_APP) -> None:
+    """Serve the API in this process until SIGINT or SIGTERM."""
+    refuse_open_without_auth(settings)
+    uvicorn.Server(uvicorn_config(settings, app=app)).run()
 
 
 def token_file(settings: Settings) -> Path:
@@ -94,10 +128,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def prepare(settings: Settings) -> None:
-    """Check the settings, migrate, create broker folders and, on first start, a local API token."""
+def refuse_open_without_auth(settings: Settings) -> None:
     if not settings.auth and not is_loopback(settings.host):
         raise SystemExit(f"refusing to listen on {settings.host} with AUTH off: anyone could use the service")
+
+
+def prepare(settings: Settings) -> None:
+    """Check the settings, migrate, create broker folders and, on first start, a local API token."""
+    refuse_open_without_auth(settings)
     settings.nnforge_home.mkdir(parents=True, exist_ok=True)
     upgrade_to_head(settings.resolved_database_url)
     ensure_broker_folders(settings)

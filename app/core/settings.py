@@ -23,6 +23,43 @@ class Settings(BaseSettings):
     auth: bool = Field(default=True, description="require API tokens; off is allowed on loopback only")
     rate_limit_per_second: float = Field(default=50.0, gt=0, description="requests per second per owner")
     rate_limit_burst: int = Field(default=100, ge=1, description="requests an owner may send at once")
+    unauthenticated_rate_limit_per_second: float = Field(
+        default=20.0,
+        gt=0,
+        description="401s per second per client IP (IPv6: per /64); beyond them 429, and no token lookup",
+    )
+    unauthenticated_rate_limit_burst: int = Field(
+        default=40, ge=1, description="401s a client IP may collect at once"
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="a request's line and headers must all arrive within this time (from the connection's "
+        "start, or the request's first byte on a kept-alive one); else 408 and the connection is closed",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="the longest silence in a request body, and its head start before "
+        "BODY_MIN_BYTES_PER_SECOND counts; else 408 and the connection is closed",
+    )
+    body_min_bytes_per_second: float = Field(
+        default=1024.0,
+        gt=0,
+        description="the average rate a request body must keep after its first BODY_TIMEOUT_SECONDS",
+    )
+    keep_alive_seconds: int = Field(
+        default=5, ge=1, le=300, description="an idle kept-alive connection is closed after this"
+    )
+    max_connections: int = Field(
+        default=512,
+        ge=1,
+        le=100_000,
+        description="connections one API process holds at once (idle and half-sent ones count); a request "
+        "on one more gets 503",
+    )
     token_cache_seconds: float = Field(
         default=2.0,
         ge=0,

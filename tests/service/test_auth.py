@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 from conftest import new_token
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 from stored_rows import add_checkpoints
 from support import ROOT
 
+from app.api import deps
 from app.api.main import create_app
+from app.core.rate_limit import RateLimiter
 from app.core.settings import Settings
 from app.db.engine import make_engine, make_session_factory, transaction
 
@@ -169,3 +172,52 @@ def test_serve_refuses_to_listen_beyond_loopback_with_auth_off(app_settings: Set
 
     with pytest.raises(SystemExit, match="AUTH off"):
         prepare(app_settings.model_copy(update={"auth": False, "host": "0.0.0.0"}))
+
+
+def test_bad_tokens_from_one_address_get_429_and_stop_reaching_the_database(
+    app_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past UNAUTHENTICATED_RATE_LIMIT_BURST 401s an address gets 429 with Retry-After, and its unknown
+    tokens are no longer looked up; a token the process knows, and other addresses, are unaffected. IPv6
+    addresses count per /64."""
+    limited = app_settings.model_copy(
+        update={"unauthenticated_rate_limit_per_second": 0.5, "unauthenticated_rate_limit_burst": 5}
+    )
+    lookups: list[str] = []
+    real_owner_of = deps.owner_of
+
+    def counted_owner_of(*, session: Session, secret: str) -> str | None:
+        lookups.append(secret)
+        return real_owner_of(session=session, secret=secret)
+
+    monkeypatch.setattr(deps, "owner_of", counted_owner_of)
+    app = create_app(limited)
+    good = {"Authorization": f"Bearer {new_token(limited, 'erin')}"}
+    with (
+        TestClient(app, client=("203.0.113.7", 1000)) as flood,
+        TestClient(app, client=("198.51.100.9", 1000)) as neighbour,
+    ):
+        assert flood.get("/v1/jobs", headers=good).status_code == 200
+        lookups.clear()
+        responses = [flood.get("/v1/jobs", headers={"Authorization": f"Bearer nnf_x{i}"}) for i in range(20)]
+        codes = [r.status_code for r in responses]
+        assert codes[:5] == [401] * 5 and codes.count(401) <= 6, codes
+        assert all(int(r.headers["retry-after"]) >= 1 for r in responses if r.status_code == 429)
+        assert len(lookups) <= 6  # the 429s read no database
+        assert flood.get("/v1/jobs").status_code == 429  # no token at all: the same bucket
+        assert flood.get("/v1/jobs", headers=good).status_code == 200
+        assert neighbour.get("/v1/jobs", headers={"Authorization": "Bearer nnf_y"}).status_code == 401
+    with (
+        TestClient(app, client=("2001:db8:0:1::1", 1000)) as first,
+        TestClient(app, client=("2001:db8:0:1::2", 1000)) as same_64,
+    ):
+        assert [first.get("/v1/jobs").status_code for _ in range(5)] == [401] * 5
+        assert same_64.get("/v1/jobs").status_code == 429
+
+
+def test_the_rate_limiter_forgets_full_buckets_and_stays_bounded() -> None:
+    limiter = RateLimiter(1.0, 2, max_keys=10)
+    for i in range(1000):  # an address sprayed per request: each takes one token and never returns
+        assert limiter.retry_after(f"10.0.{i // 256}.{i % 256}") == 0
+    assert len(limiter._buckets) <= 10
+    assert limiter.waiting("never-seen") == 0 and "never-seen" not in limiter._buckets
