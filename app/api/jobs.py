@@ -13,6 +13,7 @@ from app.core.settings import Settings
 from app.db import job_state
 from app.db.base import utcnow
 from app.db.job_state import TERMINAL, ErrorKind, JobStatus
+from app.db.locks import lock_owner_jobs
 from app.db.tables import Dataset, Job
 from models.dataset_info import BUILTIN_DATASETS, DatasetInfo
 from models.errors import SpecError
@@ -49,18 +50,26 @@ class TooManyJobs(RuntimeError):
     """An owner is at its limit of queued jobs."""
 
 
-def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Settings) -> Job:
-    """Validate against the dataset, dry-check on the CPU and insert the job as queued (not yet sent)."""
-    from models.dry_check import dry_check  # torch loads here, on the first submission, not at start-up
-
+def _refuse_when_full(session: Session, *, owner: str, limit: int) -> None:
     queued = (
         session.scalar(
             select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == JobStatus.QUEUED)
         )
         or 0
     )
-    if queued >= limits.max_queued_jobs_per_owner:
+    if queued >= limit:
         raise TooManyJobs(f"{queued} jobs are already queued, the limit per owner; wait for some to start")
+
+
+def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Settings) -> Job:
+    """Validate against the dataset, dry-check on the CPU and insert the job as queued (not yet sent). The
+    queued limit holds exactly however many POSTs race: the count that decides is taken under the owner's
+    lock (app/db/locks.py), which the caller's commit releases, so the insert it allows is counted by the
+    next one."""
+    from models.dry_check import dry_check  # torch loads here, on the first submission, not at start-up
+
+    limit = limits.max_queued_jobs_per_owner
+    _refuse_when_full(session, owner=owner, limit=limit)  # a cheap early answer, before the dry check
 
     spec = JobSpec.model_validate(job_in.model_dump(exclude={"name", "tags", "notes"}))
     info, dataset_id = dataset_info_for(session=session, spec=spec, owner=owner)
@@ -70,6 +79,8 @@ def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Setti
     n_train = split_sizes(info.num_samples, spec.training.validation_fraction, spec.training.test_fraction)[
         "train"
     ]
+    lock_owner_jobs(session, owner=owner)  # held from here to the commit: the dry check is not waited on
+    _refuse_when_full(session, owner=owner, limit=limit)
     job = Job(
         id=str(uuid.uuid4()),
         owner=owner,

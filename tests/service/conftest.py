@@ -5,6 +5,7 @@ Without PostgreSQL or Redis these tests skip on a laptop; in CI a skip is a fail
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -58,6 +59,16 @@ def redis_database(number: int) -> str:
         client.close()
     except redis.exceptions.ConnectionError as error:
         _missing("Redis", error)
+    return url
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A test runs once on the session's PostgreSQL database and once on a fresh SQLite file."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
+    url = f"sqlite:///{tmp_path / 'nnforge.db'}"
+    upgrade_to_head(url)
     return url
 
 
