@@ -260,14 +260,6 @@ const nnforge = (() => {
       : `${seconds.toFixed(1)}s`;
   }
 
-  // The objective's value at the best epoch, e.g. "val_accuracy 0.825 · epoch 4"; "—" before any epoch scored.
-  function bestMetric(job) {
-    if (!job.objective) return "no objective";
-    const { metric } = job.objective;
-    if (!(metric in job.best_metrics)) return `${metric} —`;
-    return `${metric} ${formatValue(job.best_metrics[metric])} · epoch ${job.best_epoch}`;
-  }
-
   const objectiveText = (objective) => (objective
     ? `${objective.metric} (${objective.mode === "max" ? "higher" : "lower"} is better)` : "none");
 
@@ -290,50 +282,11 @@ const nnforge = (() => {
     element.className = `status ${status}`;
   }
 
-  // --- jobs page -------------------------------------------------------------------------------------------
-  function jobsPage() {
-    setupToken();
-    const selected = new Set();
-    const compare = $("compare-selected");
-    compare.addEventListener("click", () => { location.href = `/ui/compare?ids=${[...selected].join(",")}`; });
-
-    async function refresh() {
-      try {
-        const page = await getJson("/v1/jobs?limit=100");
-        const body = $("jobs").tBodies[0];
-        body.replaceChildren();
-        for (const job of page.items) {
-          const row = body.insertRow();
-          row.dataset.jobId = job.id;
-          const box = document.createElement("input");
-          box.type = "checkbox";
-          box.checked = selected.has(job.id);
-          box.addEventListener("change", () => {
-            box.checked ? selected.add(job.id) : selected.delete(job.id);
-            compare.disabled = selected.size < 2;
-          });
-          row.insertCell().append(box);
-          const link = document.createElement("a");
-          link.href = `/ui/jobs/${job.id}`;
-          link.textContent = job.name || job.id.slice(0, 8);
-          row.insertCell().append(link);
-          statusBadge(cell(row, ""), job.status);
-          cell(row, job.arch);
-          cell(row, job.spec.optimizer.name);
-          cell(row, String(job.spec.optimizer.lr));
-          cell(row, `${job.progress.epoch}/${job.progress.total_epochs}`);
-          cell(row, bestMetric(job)).title = job.objective
-            ? `objective: ${objectiveText(job.objective)}` : "no objective: its latest checkpoint is its best";
-          cell(row, duration(job));
-          cell(row, new Date(job.created_at).toLocaleString());
-        }
-        showError("");
-      } catch (error) {
-        if (error.message !== "unauthorized") showError(error.message);
-      }
-    }
-    refresh();
-    setInterval(refresh, 2000);
+  // A job's tags as small chips, each a link to the jobs list filtered by it.
+  function tagChips(tags) {
+    return tags.map((tag) => Object.assign(document.createElement("a"), {
+      className: "tag", href: `/ui?tag=${encodeURIComponent(tag)}`, textContent: tag, title: `jobs tagged ${tag}`,
+    }));
   }
 
   // --- job page --------------------------------------------------------------------------------------------
@@ -367,6 +320,9 @@ const nnforge = (() => {
       statusBadge($("job-status"), job.status);
       $("job-facts").textContent = `${job.arch} · ${job.num_parameters.toLocaleString()} parameters · `
         + `${job.spec.optimizer.name} lr ${job.spec.optimizer.lr} · attempt ${job.attempt} · ${duration(job)}`;
+      $("job-tags").replaceChildren(...tagChips(job.tags));
+      $("job-notes").textContent = job.notes || "";
+      $("job-notes").hidden = !job.notes;
       $("job-spec").textContent = JSON.stringify(job.spec, null, 2);
       $("cancel").hidden = TERMINAL.includes(job.status);
       const error = $("job-error");
@@ -688,5 +644,9 @@ const nnforge = (() => {
     });
   }
 
-  return { jobsPage, jobPage, comparePage, submitPage, streamEvents, Chart };
+  return {
+    jobPage, comparePage, submitPage, streamEvents, Chart,
+    // for the jobs page's own script (nnforge_jobs.js)
+    api, getJson, showError, setupToken, formatValue, objectiveText, duration, cell, statusBadge, tagChips,
+  };
 })();
