@@ -23,10 +23,12 @@ log = logging.getLogger("nnforge.worker")
 
 
 @celery_app.task(name=RUN_JOB_TASK, bind=True)
-def run_job(self: Task, job_id: str) -> str:
+def run_job(self: Task, job_id: str, queue: str | None = None) -> str:
+    """A wake-up for `queue`: its fairest queued job starts, which need not be `job_id` (the job the message
+    was sent for; app/db/job_state.py says why every message still starts exactly one job)."""
     if (self.request.delivery_info or {}).get("redelivered"):
         log.info("job %s: message redelivered by the broker", job_id)
-    return supervise(job_id, get_settings())
+    return supervise(job_id, queue, get_settings())
 
 
 @celeryd_after_setup.connect

@@ -38,6 +38,7 @@ class ClaimedJob:
     attempt: int
     max_restarts: int
     queue: str
+    request_id: str | None  # of the POST that queued it
 
 
 @dataclass(frozen=True)
@@ -48,33 +49,81 @@ class MetricRow:
     value: float
 
 
+def _retried(call: Callable[[], R], *, outage_seconds: float, what: str) -> R:
+    """`call()`, again while the database is unreachable (or, for SQLite, locked), for `outage_seconds`."""
+    deadline, delay = time.monotonic() + outage_seconds, 0.2
+    while True:
+        try:
+            return call()
+        except (OperationalError, InterfaceError) as error:
+            if time.monotonic() > deadline:
+                raise
+            log.warning(
+                "%s: database unreachable (%s); retrying in %.1f s", what, type(error.orig).__name__, delay
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+
 def survives_outages(method: Callable[P, R]) -> Callable[P, R]:
     """Retry a JobStore method while the database is unreachable (or, for SQLite, locked)."""
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         store: JobStore = args[0]  # type: ignore[assignment]
-        deadline, delay = time.monotonic() + store.outage_seconds, 0.2
-        while True:
-            try:
-                return method(*args, **kwargs)
-            except (OperationalError, InterfaceError) as error:
-                if time.monotonic() > deadline:
-                    raise
-                log.warning(
-                    "job %s: database unreachable (%s); retrying in %.1f s",
-                    store.job_id,
-                    type(error.orig).__name__,
-                    delay,
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+        return _retried(
+            lambda: method(*args, **kwargs), outage_seconds=store.outage_seconds, what=f"job {store.job_id}"
+        )
 
     return wrapper
 
 
+def claim_next(
+    factory: sessionmaker[Session],
+    *,
+    queue: str,
+    token: str,
+    max_running_per_owner: int,
+    outage_seconds: float = 600.0,
+) -> ClaimedJob | None:
+    """Claim the fairest queued job of `queue` with the lease `token` (app.db.job_state.claim); None when
+    none can start. Retried through outages; a retry after a commit whose answer was lost finds the job
+    this token already holds, so one claim never takes two jobs."""
+
+    def claim() -> ClaimedJob | None:
+        with transaction(factory) as session:
+            job = job_state.leased_by(session, token=token) or job_state.claim(
+                session, queue=queue, token=token, max_running_per_owner=max_running_per_owner
+            )
+            if job is None:
+                return None
+            return ClaimedJob(
+                job.id,
+                job.owner,
+                job.spec,
+                job.dataset_id,
+                job.attempt,
+                job.max_restarts,
+                job.queue,
+                job.request_id,
+            )
+
+    return _retried(claim, outage_seconds=outage_seconds, what=f"queue {queue}")
+
+
+def job_leased_by(factory: sessionmaker[Session], token: str, *, outage_seconds: float = 600.0) -> str | None:
+    """The id of the running job whose lease is `token` (what an attempt claimed), if it still holds."""
+
+    def read() -> str | None:
+        with factory() as session:
+            job = job_state.leased_by(session, token=token)
+            return job.id if job is not None else None
+
+    return _retried(read, outage_seconds=outage_seconds, what=f"lease {token}")
+
+
 class JobStore:
-    """One attempt's view of its job: `token` is the lease it took (or will take) with `claim`."""
+    """One attempt's view of its job: `token` is the lease it took with `claim_next`."""
 
     def __init__(
         self,
@@ -84,23 +133,11 @@ class JobStore:
         *,
         outage_seconds: float = 600.0,
         storage_limit: int | None = None,
+        owner: str | None = None,
     ) -> None:
         self.factory, self.job_id, self.token, self.outage_seconds = factory, job_id, token, outage_seconds
         self.storage_limit = storage_limit  # MAX_STORAGE_BYTES_PER_OWNER
-        self.owner: str | None = None  # known once claimed
-
-    @survives_outages
-    def claim(self, *, max_running_per_owner: int) -> ClaimedJob | None:
-        with transaction(self.factory) as session:
-            job = job_state.claim(
-                session, job_id=self.job_id, token=self.token, max_running_per_owner=max_running_per_owner
-            )
-            if job is None:
-                return None
-            self.owner = job.owner
-            return ClaimedJob(
-                job.id, job.owner, job.spec, job.dataset_id, job.attempt, job.max_restarts, job.queue
-            )
+        self.owner = owner  # whose storage the limit counts
 
     @survives_outages
     def dataset_bytes(self, dataset_id: str) -> tuple[bytes, str, str, str | None]:

@@ -1,10 +1,11 @@
-"""What the Celery task does: start the job's training process, wait for it, and settle the job when the
-process could not (it crashed, was killed, or ran past the time limit).
+"""What the Celery task does: hand the message's queue to a training process, which claims the fairest job
+of that queue (app.db.job_state.claim, not necessarily the job the message named), wait for it, and settle
+the job when the process could not (it crashed, was killed, or ran past the time limit).
 
 Each task process keeps one standby training process (`python -m workers.trainer --standby`), started as
-soon as the previous job starts: it imports torch while that job trains and waits for one job on stdin, so
-back-to-back jobs start in a fraction of a second instead of several. Still a fresh process per job, never
-forked from one that touched CUDA."""
+soon as the previous job starts: it imports torch while that job trains and waits on stdin, so back-to-back
+jobs start in a fraction of a second instead of several. Still a fresh process per job, never forked from
+one that touched CUDA."""
 
 import logging
 import os
@@ -16,16 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from celery.signals import worker_process_init
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from app.core.queue import make_celery, publish_job
-from app.core.request_id import current as current_request_id
 from app.core.settings import Settings
 from app.db.engine import make_engine, make_session_factory
 from app.db.job_state import ErrorKind, JobStatus
 from app.db.tables import Job
-from workers.job_store import JobStore
+from workers.job_store import JobStore, job_leased_by
 
 log = logging.getLogger("nnforge.worker")
 # Room in the standby's command line for the job id and lease token it shows once it has its job.
@@ -70,18 +71,24 @@ def _is_running(pid: int) -> bool:
     return True
 
 
-def supervise(job_id: str, settings: Settings) -> str:
-    """Run the job in a fresh process; returns how it ended for this delivery."""
+def supervise(job_id: str, queue: str | None, settings: Settings) -> str:
+    """Run the fairest job of the message's queue in a fresh process; returns how it ended for this
+    delivery. `job_id` is the job the message was sent for; `queue` its queue (None in a message from before
+    messages carried it: the job's)."""
     engine = make_engine(settings.resolved_database_url, poolclass=NullPool)
     factory = make_session_factory(engine)
     try:
-        if not _is_queued(factory, job_id):
+        queue = queue or _queue_of(factory, job_id)
+        if queue is None or not _any_queued(factory, queue):
             return "skipped"  # a duplicate delivery, or a job cancelled while queued: no process to start
         token = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        code = _run_trainer(settings, job_id, token)
+        code = _run_trainer(settings, f"{queue} {token} {job_id}")
         if code == 0:
             return "done"
-        store = JobStore(factory, job_id, token, outage_seconds=settings.db_outage_seconds)
+        claimed = job_leased_by(factory, token, outage_seconds=settings.db_outage_seconds)
+        if claimed is None:
+            return "lease_lost"  # it died before it claimed a job, or the reconciler took the job back
+        store = JobStore(factory, claimed, token, outage_seconds=settings.db_outage_seconds)
         if code is None:
             store.finish(
                 status=JobStatus.FAILED,
@@ -107,10 +114,18 @@ def settle_lost_run(store: JobStore, settings: Settings, message: str) -> str:
     return settled.status
 
 
-def _is_queued(factory: sessionmaker[Session], job_id: str) -> bool:
+def _queue_of(factory: sessionmaker[Session], job_id: str) -> str | None:
     with factory() as session:
-        job = session.get(Job, job_id)
-        return job is not None and job.status == JobStatus.QUEUED
+        return session.scalar(select(Job.queue).where(Job.id == job_id))
+
+
+def _any_queued(factory: sessionmaker[Session], queue: str) -> bool:
+    """Whether a claim could find anything: spares a training process for a message that has no job."""
+    with factory() as session:
+        found = session.scalar(
+            select(Job.id).where(Job.status == JobStatus.QUEUED, Job.queue == queue).limit(1)
+        )
+        return found is not None
 
 
 @worker_process_init.connect
@@ -129,14 +144,14 @@ def start_standby() -> None:
         )
 
 
-def _take_standby(job_id: str, token: str) -> subprocess.Popen[bytes] | None:
-    """Hand the job to the standby process; None when there is none alive to take it."""
+def _take_standby(line: str) -> subprocess.Popen[bytes] | None:
+    """Hand the line ("QUEUE TOKEN JOB_ID") to the standby process; None when none is alive to take it."""
     global _standby
     process, _standby = _standby, None
     if process is None or process.stdin is None or process.poll() is not None:
         return None
     try:
-        process.stdin.write(f"{job_id} {token} {current_request_id() or '-'}\n".encode())
+        process.stdin.write(f"{line}\n".encode())
         process.stdin.close()
     except OSError:  # it died meanwhile
         process.kill()
@@ -145,11 +160,14 @@ def _take_standby(job_id: str, token: str) -> subprocess.Popen[bytes] | None:
     return process
 
 
-def _run_trainer(settings: Settings, job_id: str, token: str) -> int | None:
+def _run_trainer(settings: Settings, line: str) -> int | None:
     """The training process's exit code, or None when it was stopped for running past the time limit."""
-    process = _take_standby(job_id, token) or subprocess.Popen(
-        [sys.executable, "-m", "workers.trainer", job_id, token], start_new_session=True
-    )  # its own process group: a terminal's Ctrl-C is ours
+    process = _take_standby(line)
+    if process is None:  # the standby died: a new one, which waits for its imports before it claims
+        start_standby()
+        process = _take_standby(line)
+    if process is None:
+        return 1  # it died too: nothing claimed, nothing to settle; the reconciler sends the queue again
     start_standby()  # the next job's process imports torch while this one trains
     registry = trainer_registry(settings, os.getppid())
     registry.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,13 @@
 """The training process: one per job, started by the task, never forked from a process that touched CUDA.
 
-    python -m workers.trainer JOB_ID LEASE_TOKEN
-    python -m workers.trainer --standby PLACEHOLDER    # then reads "JOB_ID LEASE_TOKEN REQUEST_ID" on stdin
+    python -m workers.trainer --standby PLACEHOLDER    # then reads "QUEUE LEASE_TOKEN JOB_ID" on stdin
 
-A standby process is started ahead of the next job (workers.supervisor): it imports torch and the engine
-while the worker is idle, then waits for its one job on stdin, which cuts seconds off every job's start. It
-then shows the job in its command line, as a process started for the job would.
+It is started ahead of the next job (workers.supervisor): it imports torch and the engine while the worker is
+idle, then waits on stdin for the queue of the message the task received (and the job that message named),
+which cuts seconds off every job's start. It claims the fairest job of that queue (app.db.job_state.claim),
+not necessarily the one named, and shows the job it claimed in its command line (`workers.trainer JOB_ID
+LEASE_TOKEN`). The claim is made here, after the imports, so that the lease is born in the process that
+keeps it alive.
 
 SIGTERM (a worker's warm shutdown) makes it checkpoint and hand the job back to the queue. It dies with the
 task process that started it (PR_SET_PDEATHSIG), so a killed worker leaves no orphan training.
@@ -24,12 +26,11 @@ from app.core.request_id import ENV as REQUEST_ID_ENV
 from app.core.settings import get_settings
 from app.db.engine import make_engine, make_session_factory
 from workers.job_log import job_log
-from workers.job_store import JobStore
+from workers.job_store import JobStore, claim_next
 from workers.runner import StopSignals, run_claimed
 
 PR_SET_PDEATHSIG = 1
 STANDBY = "--standby"
-NO_REQUEST_ID = "-"
 log = logging.getLogger("nnforge.worker")
 
 
@@ -38,7 +39,8 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def main(job_id: str, token: str) -> int:
+def main(queue: str, token: str, message_job_id: str) -> int:
+    """Claim the fairest job of `queue` and run it; the message that woke us named `message_job_id`."""
     die_with_parent()
     signals = StopSignals()
 
@@ -51,28 +53,44 @@ def main(job_id: str, token: str) -> int:
     settings = get_settings()
     torch.set_num_threads(settings.torch_threads)
     engine = make_engine(settings.resolved_database_url)
+    factory = make_session_factory(engine)
+    claimed = claim_next(
+        factory,
+        queue=queue,
+        token=token,
+        max_running_per_owner=settings.max_running_jobs_per_owner,
+        outage_seconds=settings.db_outage_seconds,
+    )
+    if claimed is None:
+        log.info("queue %s: no job can start (woken for job %s)", queue, message_job_id)
+        return 0
+    show_in_command_line(claimed.id, token)
+    if claimed.request_id is not None:  # the POST that queued this job, whichever message woke us
+        os.environ[REQUEST_ID_ENV] = claimed.request_id
+    if claimed.id != message_job_id:
+        log.info(
+            "job %s starts on the message sent for job %s (its turn came first)", claimed.id, message_job_id
+        )
     store = JobStore(
-        make_session_factory(engine),
-        job_id,
+        factory,
+        claimed.id,
         token,
         outage_seconds=settings.db_outage_seconds,
         storage_limit=settings.max_storage_bytes_per_owner,
+        owner=claimed.owner,
     )
-    claimed = store.claim(max_running_per_owner=settings.max_running_jobs_per_owner)
-    if claimed is None:
-        log.info("job %s is not queued; nothing to do", job_id)
-        return 0
     # The job's own log lines, served by GET /v1/jobs/{id}/logs.
-    with job_log(store.factory, job_id, claimed.attempt, claimed.spec["training"]["device"]):
+    with job_log(factory, claimed.id, claimed.attempt, claimed.spec["training"]["device"]):
         outcome = run_claimed(store, claimed, signals, settings.heartbeat_seconds)
     if outcome == "handed_back":
-        publish_job(make_celery(settings), job_id, claimed.queue)
+        publish_job(make_celery(settings), claimed.id, claimed.queue)
     engine.dispose()
     return 0
 
 
 def standby() -> int:
-    """Import what every job needs, then run the one job named on stdin (none at end of input)."""
+    """Import what every job needs, then claim and run one job of the queue named on stdin (none at end of
+    input)."""
     die_with_parent()
     import torch._dynamo  # noqa: F401  (torch.optim imports it on the first optimizer: a second or two)
 
@@ -81,18 +99,14 @@ def standby() -> int:
     words = sys.stdin.readline().split()
     if len(words) != 3:
         return 0  # the worker went away, or never sent a job
-    job_id, token, request_id = words
-    if request_id == NO_REQUEST_ID:
-        os.environ.pop(REQUEST_ID_ENV, None)
-    else:
-        os.environ[REQUEST_ID_ENV] = request_id
-    show_in_command_line(job_id, token)
-    return main(job_id, token)
+    queue, token, message_job_id = words
+    os.environ.pop(REQUEST_ID_ENV, None)  # the claimed job's own, once it is known
+    return main(queue, token, message_job_id)
 
 
 def show_in_command_line(job_id: str, token: str) -> None:
-    """Make /proc/PID/cmdline (and ps) read `python -m workers.trainer JOB_ID LEASE_TOKEN`, as for a process
-    started for the job: operators and the fault tests find a job's training process by its command line.
+    """Make /proc/PID/cmdline (and ps) read `python -m workers.trainer JOB_ID LEASE_TOKEN` once the job is
+    claimed: operators and the fault tests find a job's training process by its command line.
     Rewrites the argv area in place, as setproctitle does, in the room the standby's placeholder reserved;
     does nothing unless that area is exactly where and what the kernel says it is."""
     if sys.platform != "linux":
@@ -114,7 +128,7 @@ def show_in_command_line(job_id: str, token: str) -> None:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     os.nice(get_settings().trainer_nice)  # before anything else: the API and the database come first
-    code = standby() if sys.argv[1] == STANDBY else main(sys.argv[1], sys.argv[2])
+    code = standby()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

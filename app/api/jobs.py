@@ -9,10 +9,11 @@ from sqlalchemy.orm import Session
 
 from app.api.schemas import MAX_TAGS, JobCreate, JobError, JobPublic, JobUpdate, Progress
 from app.core.queue import QUEUE_FOR_DEVICE
+from app.core.request_id import current as current_request_id
 from app.core.settings import Settings
 from app.db import job_state
 from app.db.base import utcnow
-from app.db.job_state import TERMINAL, ErrorKind, JobStatus
+from app.db.job_state import TERMINAL, ErrorKind, JobStatus, Priority
 from app.db.locks import lock_owner_jobs
 from app.db.tables import Dataset, Job
 from models.dataset_info import BUILTIN_DATASETS, DatasetInfo
@@ -71,7 +72,7 @@ def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Setti
     limit = limits.max_queued_jobs_per_owner
     _refuse_when_full(session, owner=owner, limit=limit)  # a cheap early answer, before the dry check
 
-    spec = JobSpec.model_validate(job_in.model_dump(exclude={"name", "tags", "notes"}))
+    spec = JobSpec.model_validate(job_in.model_dump(exclude={"name", "tags", "notes", "priority"}))
     info, dataset_id = dataset_info_for(session=session, spec=spec, owner=owner)
     dry = dry_check(spec, info)
     # Stored as run: the objective is explicit, so every reader shows the same "best".
@@ -93,6 +94,8 @@ def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Setti
         queue=QUEUE_FOR_DEVICE[spec.training.device],
         num_parameters=dry.parameters,
         status=JobStatus.QUEUED,
+        priority=job_in.priority,
+        request_id=current_request_id(),
         version=0,
         attempt=0,
         max_restarts=limits.max_restarts,
@@ -145,12 +148,7 @@ def update_job(*, session: Session, job: Job, changes: JobUpdate) -> Job:
 def queue_position(*, session: Session, job: Job) -> int | None:
     if job.status != JobStatus.QUEUED:
         return None
-    ahead = (
-        select(func.count())
-        .select_from(Job)
-        .where(Job.status == JobStatus.QUEUED, Job.queue == job.queue, Job.created_at < job.created_at)
-    )
-    return session.scalar(ahead) or 0
+    return job_state.queue_position(session, job_id=job.id, queue=job.queue)
 
 
 def request_cancel(*, session: Session, job: Job) -> Job:
@@ -187,6 +185,7 @@ def to_public(job: Job, *, position: int | None) -> JobPublic:
         spec=job.spec,  # type: ignore[arg-type]
         num_parameters=job.num_parameters,
         queue=job.queue,
+        priority=Priority(job.priority),
         queue_position=position,
         attempt=job.attempt,
         max_restarts=job.max_restarts,
@@ -208,6 +207,7 @@ def to_public(job: Job, *, position: int | None) -> JobPublic:
         else None,
         created_at=job.created_at,
         started_at=job.started_at,
+        attempt_started_at=job.attempt_started_at,
         finished_at=job.finished_at,
         dataset_deleted=job.dataset_id is None and job.spec["dataset"].get("id") is not None,
     )

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from app.db.job_state import ErrorKind, JobStatus
+from app.db.job_state import ErrorKind, JobStatus, Priority
 from models.specs import JobSpec, ObjectiveSpec
 
 # Metric values may be NaN or infinite (a diverged run): JSON carries them as "NaN", "Infinity", "-Infinity".
@@ -43,6 +43,11 @@ class JobCreate(JobSpec):
     name: Name | None = None
     tags: Tags = Field(default_factory=list)
     notes: Notes | None = None
+    priority: Priority = Field(
+        default=Priority.NORMAL,
+        description="orders this owner's own queued jobs (high first, then by age); never puts them ahead "
+        "of another owner's turn",
+    )
 
     _distinct_tags = field_validator("tags")(_distinct)
 
@@ -134,7 +139,11 @@ class JobPublic(BaseModel):
     spec: dict[str, Any]
     num_parameters: int
     queue: str
-    queue_position: int | None = Field(description="jobs ahead of this one while queued (0: next)")
+    priority: Priority
+    queue_position: int | None = Field(
+        description="while queued, the jobs of its queue a worker would start before it as things stand "
+        "(fair share between owners, then priority and age within one; 0: next)"
+    )
     attempt: int
     max_restarts: int
     cancel_requested: bool
@@ -148,7 +157,8 @@ class JobPublic(BaseModel):
     )
     error: JobError | None
     created_at: datetime
-    started_at: datetime | None
+    started_at: datetime | None = Field(description="when its first attempt started")
+    attempt_started_at: datetime | None = Field(description="when its latest attempt started")
     finished_at: datetime | None
     dataset_deleted: bool = Field(
         default=False, description="the uploaded dataset it trained on was deleted (its checkpoints stay)"

@@ -68,5 +68,6 @@ def ensure_broker_folders(settings: Settings) -> None:
 
 
 def publish_job(celery: Celery, job_id: str, queue: str) -> None:
-    """Wake a worker for a job. Duplicates are harmless: the worker's claim skips a job that is not queued."""
-    celery.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
+    """Wake a worker for a job just queued: the worker starts the fairest queued job of `queue`, which need
+    not be this one (app/db/job_state.py). Duplicates are harmless: a claim takes only queued jobs."""
+    celery.send_task(RUN_JOB_TASK, args=[job_id], kwargs={"queue": queue}, queue=queue)

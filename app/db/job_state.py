@@ -1,10 +1,17 @@
 """A job's life, in one place: its statuses, every change of its state and the rule that allows each, and
-the read of its newest verified checkpoint.
+the read of its newest verified checkpoint; and the fair order in which claims take queued jobs.
 
 Each change is one conditional UPDATE. A change made by the job's runner is fenced by its lease token (unique
 per attempt), so a runner that lost its job can no longer change it; a change made by the API or the
 reconciler is conditional on the status (and version) it was decided on, so two deciders never both win.
 `TRANSITIONS` lists them for docs/job-states.md, which a test keeps equal to `transitions_table()`.
+
+A broker message names a job but only wakes a worker for the message's queue: the claim takes the fairest
+queued job of that queue, whichever job the message named. Every job that becomes queued sends one message
+(POST, hand back, settling a lost run), each claim takes at most one job, and a queued job leaves the queue
+only by a claim or a cancel: so a queue holds at least as many messages as queued jobs, and each message
+starts exactly one job while one is claimable. When none is (every waiting owner is at its running limit),
+the message is spent and the reconciler sends the queue's jobs again once it holds fewer messages than jobs.
 """
 
 import hashlib
@@ -13,10 +20,11 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, null, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal, null, select, update
 from sqlalchemy.orm import Session, aliased, undefer
 
 from app.db.base import UTCDateTime, utcnow
+from app.db.locks import lock_claims
 from app.db.tables import Checkpoint, Job
 
 
@@ -29,6 +37,14 @@ class JobStatus(StrEnum):
 
 
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class Priority(StrEnum):
+    """Orders an owner's own queued jobs (high first); never one owner's jobs before another's turn."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
 
 
 class ErrorKind(StrEnum):
@@ -62,8 +78,11 @@ class Transition:
 
 # The whole state machine. Terminal statuses never change.
 TRANSITIONS = (
-    Transition("claim", "queued", "running", "training process", "queued, and the owner runs fewer than "
-               "MAX_RUNNING_JOBS_PER_OWNER jobs; takes a new lease, attempt + 1"),
+    Transition("claim", "queued", "running", "training process (woken by any message of the job's queue)",
+               "queued; the fairest such job of the queue: its owner runs the fewest jobs (and fewer than "
+               "MAX_RUNNING_JOBS_PER_OWNER), then started one least recently, then priority, then age; "
+               "claims are serialised, so the limit holds exactly; takes a new lease, attempt + 1 "
+               "(started_at only the first time)"),
     Transition("renew_lease", "running", "running", "lease keeper (training process)", "holds the lease"),
     Transition("record_progress", "running", "running", "training hook", "holds the lease"),
     Transition("finish", "running", "succeeded · failed · cancelled", "training process, supervisor",
@@ -94,29 +113,87 @@ def _leased(job_id: str, token: str) -> ColumnElement[bool]:
     return and_(Job.id == job_id, Job.lease_owner == token, Job.status == JobStatus.RUNNING)
 
 
-def claim(session: Session, *, job_id: str, token: str, max_running_per_owner: int) -> Job | None:
-    """Take a queued job; None when it is not queued (a duplicate delivery) or its owner already runs
-    `max_running_per_owner` jobs (the reconciler wakes it again later)."""
-    now, other = utcnow(), aliased(Job)
+@dataclass(frozen=True)
+class _FairOrder:
+    """A queue's queued jobs (`candidates`: rows of `job`, an alias of Job) in the order claims take them."""
+
+    job: Any
+    candidates: Select[Any]
+    owner_running: ColumnElement[int]
+    order: tuple[Any, ...]  # ORDER BY terms
+
+
+def _fair_order(queue: str) -> _FairOrder:
+    """First the owner running the fewest jobs; among those, the one that started a job least recently
+    (never first): with every slot busy the running counts tie at each claim, and this turns the tie into
+    turns, so an owner with two jobs waits behind at most one job of an owner with twenty. Then the owner's
+    own order: priority, then age (a requeued job is old, so it resumes first)."""
+    job, running_job, served_job = aliased(Job), aliased(Job), aliased(Job)
     running = (
-        select(func.count())
-        .select_from(other)
-        .where(other.owner == Job.owner, other.status == JobStatus.RUNNING)
+        select(running_job.owner, func.count().label("jobs"))
+        .where(running_job.status == JobStatus.RUNNING)
+        .group_by(running_job.owner)
+        .subquery()
+    )
+    owner_running = func.coalesce(running.c.jobs, 0)
+    last_start = (
+        select(func.max(served_job.attempt_started_at)).where(served_job.owner == job.owner).scalar_subquery()
+    )  # one lookup in ix_job_owner_attempt_started per queued job
+    rank = case({Priority.HIGH.value: 0, Priority.NORMAL.value: 1}, value=job.priority, else_=2)
+    candidates = (
+        select(job.id)
+        .outerjoin(running, running.c.owner == job.owner)
+        .where(job.status == JobStatus.QUEUED, job.queue == queue)
+    )
+    order = (owner_running, last_start.asc().nulls_first(), rank, job.created_at, job.id)
+    return _FairOrder(job, candidates, owner_running, order)
+
+
+def claim(session: Session, *, queue: str, token: str, max_running_per_owner: int) -> Job | None:
+    """Start the fairest claimable job of `queue` (see `_fair_order`), whichever job the message that woke
+    the worker named; None when no queued job's owner runs fewer than `max_running_per_owner` jobs."""
+    # Serialised: running counts rise only through claims, so no two claims admit the same owner's last
+    # free slot, and each claim sees the turns the claims before it took.
+    lock_claims(session)
+    fair, now = _fair_order(queue), utcnow()
+    pick = (
+        fair.candidates.where(fair.owner_running < max_running_per_owner)
+        .order_by(*fair.order)
+        .limit(1)
+        .with_for_update(of=fair.job)  # waits out a cancel or a PATCH of that row, then reads it again
         .scalar_subquery()
     )
-    taken = session.execute(
+    job_id = session.scalar(
         update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.QUEUED, running < max_running_per_owner)
+        .where(Job.id == pick, Job.status == JobStatus.QUEUED)
         .values(
             status=JobStatus.RUNNING,
             attempt=Job.attempt + 1,
             version=Job.version + 1,
             lease_owner=token,
             heartbeat_at=now,
-            started_at=now,
+            started_at=func.coalesce(Job.started_at, literal(now, UTCDateTime())),
+            attempt_started_at=now,
         )
+        .returning(Job.id)
     )
-    return session.get_one(Job, job_id) if taken.rowcount == 1 else None  # type: ignore[attr-defined]
+    return session.get_one(Job, job_id, populate_existing=True) if job_id is not None else None
+
+
+def queue_position(session: Session, *, job_id: str, queue: str) -> int | None:
+    """How many of the queue's queued jobs a claim would take before this one, as things stand now (0:
+    next); None when it is not queued."""
+    fair = _fair_order(queue)
+    ranked = fair.candidates.add_columns(func.row_number().over(order_by=fair.order).label("rank")).subquery()
+    rank = session.scalar(select(ranked.c.rank).where(ranked.c.id == job_id))
+    return None if rank is None else rank - 1
+
+
+def leased_by(session: Session, *, token: str) -> Job | None:
+    """The running job whose lease is `token`: what a claim with it took, while the lease holds."""
+    return session.scalars(
+        select(Job).where(Job.status == JobStatus.RUNNING, Job.lease_owner == token)
+    ).first()
 
 
 def renew_lease(session: Session, *, job_id: str, token: str) -> bool:

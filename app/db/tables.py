@@ -51,6 +51,9 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # app.db.job_state.Priority: orders an owner's own queued jobs, never one owner's before another's
+    priority: Mapped[str] = mapped_column(String(8), default="normal")
+    request_id: Mapped[str | None] = mapped_column(String(64))  # of the POST that queued it, for its log
 
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     step: Mapped[int] = mapped_column(Integer, default=0)
@@ -70,12 +73,14 @@ class Job(Base):
     error_type: Mapped[str | None] = mapped_column(String(32))
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the first attempt's start
+    attempt_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the latest attempt's
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         Index("ix_job_owner_created", "owner", "created_at", "id"),
         Index("ix_job_status_created", "status", "created_at"),
+        Index("ix_job_owner_attempt_started", "owner", "attempt_started_at"),  # an owner's last start
         # id prefixes (`nnforge status 1d44`): LIKE 'prefix%' needs pattern ops under a non-C collation.
         Index("ix_job_owner_id", "owner", "id", postgresql_ops={"id": "varchar_pattern_ops"}),
         # sort=duration, ?optimizer= and ?dataset= (the last two in creation order, as pages are)

@@ -41,6 +41,15 @@ def test_submit_returns_202_location_and_the_queued_job(client: TestClient) -> N
     assert client.get(f"/v1/jobs/{job['id']}").json()["id"] == job["id"]
 
 
+def test_submit_takes_a_priority_and_shows_both_starts(client: TestClient) -> None:
+    assert _submit(client)["priority"] == "normal"
+    job = _submit(client, {**MOONS, "priority": "high"})
+    assert (job["priority"], job["started_at"], job["attempt_started_at"]) == ("high", None, None)
+    assert job["spec"].keys() == {"dataset", "model", "optimizer", "training"}  # not part of the spec
+    refused = client.post("/v1/jobs", json={**MOONS, "priority": "urgent"})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "priority"
+
+
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [

@@ -43,6 +43,14 @@ def _npz(n: int = 12) -> bytes:
     return buffer.getvalue()
 
 
+def _claim(session: Session, job_id: str, *, token: str) -> Job | None:
+    """Start this very job: alone in a queue of its own, it is the one a claim of that queue takes."""
+    job = session.get_one(Job, job_id)
+    job.queue = f"only-{job_id[:8]}"
+    session.flush()
+    return job_state.claim(session, queue=job.queue, token=token, max_running_per_owner=100)
+
+
 def _rows_of(db: sessionmaker[Session], job_id: str) -> dict[str, int]:
     with db() as session:
         return {
@@ -90,7 +98,7 @@ def test_delete_queued_or_running_job_is_409_and_deletes_nothing(
     queued = client.post("/v1/jobs", json=SPEC).json()["id"]
     running = client.post("/v1/jobs", json=SPEC).json()["id"]
     with transaction(db) as session:
-        assert job_state.claim(session, job_id=running, token="test-lease", max_running_per_owner=100)
+        assert _claim(session, running, token="test-lease")
         add_checkpoints(session, running, epochs=1, nbytes=1000)
 
     for job_id, status in ((queued, "queued"), (running, "running")):
@@ -134,7 +142,7 @@ def test_delete_checkpoint_of_a_running_job_keeps_what_a_resume_needs(
 ) -> None:
     job_id = client.post("/v1/jobs", json=SPEC).json()["id"]
     with transaction(db) as session:
-        assert job_state.claim(session, job_id=job_id, token="lease-2", max_running_per_owner=100)
+        assert _claim(session, job_id, token="lease-2")
         ids = add_checkpoints(session, job_id, epochs=3, nbytes=100)
     assert client.delete(f"/v1/jobs/{job_id}/checkpoints/{ids[2]}").status_code == 409
     assert client.delete(f"/v1/jobs/{job_id}/checkpoints/{ids[0]}").status_code == 204

@@ -19,7 +19,7 @@ from app.db.base import utcnow
 from app.db.engine import make_engine, make_session_factory
 from app.db.job_state import LeaseLost
 from app.db.tables import Job
-from workers.job_store import JobStore
+from workers.job_store import ClaimedJob, JobStore, claim_next
 from workers.reconciler import Reconciler
 
 SPEC = {
@@ -45,6 +45,7 @@ def factory(api_settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def _new_job(factory, settings: Settings) -> str:  # type: ignore[no-untyped-def]
+    """A queued job alone in a queue of its own, so that a claim of that queue can only take this job."""
     with factory() as session:
         job = create_job(
             session=session,
@@ -52,8 +53,18 @@ def _new_job(factory, settings: Settings) -> str:  # type: ignore[no-untyped-def
             owner=f"race-{uuid.uuid4()}",
             limits=settings,
         )
+        job.queue = _queue_of(job.id)
         session.commit()
         return job.id
+
+
+def _queue_of(job_id: str) -> str:
+    return f"race-{job_id[:8]}"
+
+
+def _claim(factory, job_id: str, token: str, limit: int) -> ClaimedJob | None:  # type: ignore[no-untyped-def]
+    """A delivery of the job's message: a claim of its queue."""
+    return claim_next(factory, queue=_queue_of(job_id), token=token, max_running_per_owner=limit)
 
 
 def _race(*actions):  # type: ignore[no-untyped-def]
@@ -83,7 +94,6 @@ def _race(*actions):  # type: ignore[no-untyped-def]
 def test_cancel_racing_a_claim_has_exactly_one_winner_50_times(factory, api_settings: Settings) -> None:
     for _ in range(50):
         job_id = _new_job(factory, api_settings)
-        store = JobStore(factory, job_id, f"runner-{uuid.uuid4()}")
 
         def cancel(job_id: str = job_id) -> str:
             with factory() as session:
@@ -91,7 +101,9 @@ def test_cancel_racing_a_claim_has_exactly_one_winner_50_times(factory, api_sett
                 session.commit()
                 return job.status
 
-        claimed, cancelled_status = _race(lambda s=store: s.claim(max_running_per_owner=10), cancel)
+        claimed, cancelled_status = _race(
+            lambda j=job_id: _claim(factory, j, f"runner-{uuid.uuid4()}", 10), cancel
+        )
         with factory() as session:
             final = session.get_one(Job, job_id)
         if claimed is None:
@@ -104,7 +116,7 @@ def test_cancel_racing_completion_has_exactly_one_winner_50_times(factory, api_s
     for _ in range(50):
         job_id = _new_job(factory, api_settings)
         store = JobStore(factory, job_id, f"runner-{uuid.uuid4()}")
-        assert store.claim(max_running_per_owner=10) is not None
+        assert _claim(factory, job_id, store.token, 10) is not None
         done, cancelled = _race(
             lambda s=store: s.finish(status="succeeded"),
             lambda s=store: s.finish(status="cancelled", error_type="cancelled"),
@@ -123,12 +135,12 @@ def test_a_claim_waits_while_the_owner_runs_its_limit_of_jobs(factory, api_setti
     with factory() as session:  # one owner for both
         session.execute(update(Job).where(Job.id.in_([first, second])).values(owner="busy-owner"))
         session.commit()
-    assert JobStore(factory, first, "a").claim(max_running_per_owner=1) is not None
-    assert JobStore(factory, second, "b").claim(max_running_per_owner=1) is None
+    assert _claim(factory, first, "a", 1) is not None
+    assert _claim(factory, second, "b", 1) is None  # the limit counts the owner's jobs in every queue
     with factory() as session:
         assert session.get_one(Job, second).status == "queued"
     assert JobStore(factory, first, "a").finish(status="succeeded")
-    assert JobStore(factory, second, "b").claim(max_running_per_owner=1) is not None
+    assert _claim(factory, second, "b", 1) is not None
 
 
 class JobLifecycle(RuleBasedStateMachine):
@@ -154,7 +166,7 @@ class JobLifecycle(RuleBasedStateMachine):
     @rule()
     def deliver(self) -> None:
         store = JobStore(self.factory, self.job_id, f"runner-{uuid.uuid4()}")
-        if store.claim(max_running_per_owner=100) is not None:
+        if _claim(self.factory, self.job_id, store.token, 100) is not None:
             self.stores.append(store)
         self._record()
 
