@@ -9,10 +9,10 @@ leaves nothing behind."""
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Column, ColumnElement, Table, delete, select, update
+from sqlalchemy import Column, ColumnElement, Table, delete, select
 from sqlalchemy.orm import Session
 
-from app.db import job_logs  # noqa: F401  (puts job_log, which names the job, on Base.metadata)
+from app.db import job_logs, job_state  # noqa: F401  (job_logs puts job_log, which names the job, on Base.metadata)
 from app.db.base import Base
 from app.db.job_state import TERMINAL
 from app.db.tables import Dataset, IdempotencyKey, Job
@@ -62,12 +62,7 @@ def delete_unused_dataset(session: Session, *, dataset_id: str, owner: str) -> D
     # The write comes first: on SQLite it takes the database's write lock before the check below, so no
     # job can start using the dataset between the check and the delete (PostgreSQL's foreign key refuses
     # the delete if one does).
-    released = session.scalars(
-        update(Job)
-        .where(Job.dataset_id == dataset_id, Job.status.in_(TERMINAL))
-        .values(dataset_id=None)
-        .returning(Job.id)
-    ).all()
+    released = job_state.release_dataset(session, dataset_id=dataset_id)
     active = list(session.scalars(select(Job.id).where(Job.dataset_id == dataset_id).order_by(Job.id)))
     if not active:
         session.execute(delete(IdempotencyKey).where(_replays_of(owner, dataset_id)))

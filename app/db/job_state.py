@@ -95,6 +95,8 @@ TRANSITIONS = (
     Transition("cancel_queued", "queued", "cancelled", "API (POST …/cancel)", "queued, version unchanged"),
     Transition("request_cancel", "running", "running (cancel_requested)", "API (POST …/cancel)",
                "running; the runner sees it at its next heartbeat and finishes as cancelled"),
+    Transition("release_dataset", "succeeded · failed · cancelled", "unchanged (dataset_id NULL)",
+               "API (DELETE /v1/datasets/{id})", "finished; a queued or running user refuses the delete"),
 )  # fmt: skip
 
 
@@ -358,3 +360,16 @@ def verified_bytes(checkpoint: Checkpoint) -> bytes:
             f"checkpoint {checkpoint.id} of job {checkpoint.job_id} fails its sha256 check"
         )
     return checkpoint.data
+
+
+def release_dataset(session: Session, *, dataset_id: str) -> list[str]:
+    """Finished jobs forget an upload that is being deleted (dataset_id := NULL, as ON DELETE SET NULL would);
+    their spec still names it, so they read back as `dataset_deleted`. Returns their ids."""
+    return list(
+        session.scalars(
+            update(Job)
+            .where(Job.dataset_id == dataset_id, Job.status.in_(TERMINAL))
+            .values(dataset_id=None)
+            .returning(Job.id)
+        )
+    )
