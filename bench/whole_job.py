@@ -8,14 +8,14 @@ this one times everything: POST, the dry run, dispatch, the claim, data loading,
 validation split evaluated every epoch, the default checkpoints, the test split, the final writes.
 
 Every template of `models.templates` is used as it is (its dataset, network, optimizer, and the default
-training settings: validation and test splits, the default checkpoints (one per epoch as this is written),
+training settings: validation and test splits, `training.checkpoint` as it ships (a time-based schedule),
 the learning rate logged per step), except that `--epochs` caps its epochs. Four variants train each spec:
 
 * plain    - the benchmarks' baseline loop (`bench.baseline`) on a run assembled as fit() assembles it, plus
              the procedure's evaluation of the validation split after every epoch and of the test split at
              the end: in this process, from `load_raw` on, timed to the test score;
 * fit      - `fit(spec)` in this process, a clock its only hook: what fit() adds (step metrics, the best
-             epoch's test score, a checkpoint built every epoch, a generator's samples per epoch), no service;
+             epoch's test score, the checkpoints it builds, a generator's samples per epoch), no service;
 * SQLite   - the job POSTed to the embedded default (SQLite, the filesystem broker);
 * Postgres - the job POSTed to Redis + PostgreSQL.
 
@@ -32,7 +32,7 @@ one untimed job and this process trains each template once: the timed runs are w
 Where the time goes, from epoch ends (the job log's "epoch i/N" lines; a hook's or the loop's clock here):
 queue = POST → running (the claim's `started_at`); setup = from then (in this process, from the start) to the
 end of epoch 1 less one epoch: loading the data, assembling the run; epoch = the median epoch: training,
-validation and, for fit() and jobs, the step metrics and the checkpoint; rest = after the last epoch's end:
+validation and, for fit() and jobs, the step metrics and any checkpoint; rest = after the last epoch's end:
 the final checkpoint and writes (the plain loop's test score; fit() scores the test split in its last
 epoch). total ≈ queue + setup + epochs × epoch + rest, up to the epochs' spread about their median.
 """
