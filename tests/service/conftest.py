@@ -72,6 +72,25 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_queued_job_outlives_its_module(postgres_url: str) -> Iterator[None]:
+    """Modules share the session's PostgreSQL database, and a worker claims the fairest queued job of its
+    queue, not the one its message names: jobs a module leaves queued (API tests POST without a worker) are
+    cancelled when it ends, so no later module's worker trains them instead of its own."""
+    yield
+    from app.db import job_state
+    from app.db.tables import Job
+
+    engine = make_engine(postgres_url)
+    with transaction(make_session_factory(engine)) as session:
+        queued = session.execute(
+            sa.select(Job.id, Job.version).where(Job.status == job_state.JobStatus.QUEUED)
+        )
+        for job_id, version in queued.all():
+            job_state.cancel_queued(session, job_id=job_id, version=version)
+    engine.dispose()
+
+
 @pytest.fixture(scope="module")
 def api_settings(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
