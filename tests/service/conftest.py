@@ -2,6 +2,7 @@
 
 Without PostgreSQL or Redis these tests skip on a laptop; in CI a skip is a failure (tests/conftest.py)."""
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -49,6 +50,25 @@ def postgres_url() -> Iterator[str]:
     admin.dispose()
 
 
+@contextlib.contextmanager
+def own_postgres_database(prefix: str) -> Iterator[str]:
+    """A migrated PostgreSQL database of a test's own, dropped afterwards: for tests with a worker that must
+    not meet the jobs other modules left in the session's database (a claim takes the fairest queued job,
+    and a live worker's reconciler re-sends what its broker lacks)."""
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    upgrade_to_head(url)
+    try:
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def redis_database(number: int) -> str:
     import redis
 
@@ -75,19 +95,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(scope="module", autouse=True)
 def no_queued_job_outlives_its_module(postgres_url: str) -> Iterator[None]:
     """Modules share the session's PostgreSQL database, and a worker claims the fairest queued job of its
-    queue, not the one its message names: jobs a module leaves queued (API tests POST without a worker) are
-    cancelled when it ends, so no later module's worker trains them instead of its own."""
+    queue, not the one its message names. When a module ends (after its workers stopped: autouse fixtures
+    are torn down last), what it left queued (API tests POST without a worker) or running (a job whose worker
+    stopped mid-run, which a later worker's reconciler would requeue) ends as cancelled, so no later
+    module's worker trains it instead of its own."""
     yield
-    from app.db import job_state
+    from app.db.base import utcnow
+    from app.db.job_state import JobStatus
     from app.db.tables import Job
 
     engine = make_engine(postgres_url)
     with transaction(make_session_factory(engine)) as session:
-        queued = session.execute(
-            sa.select(Job.id, Job.version).where(Job.status == job_state.JobStatus.QUEUED)
+        session.execute(  # the test harness's own cleanup, not a transition of the service
+            sa.update(Job)
+            .where(Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+            .values(status=JobStatus.CANCELLED, lease_owner=None, finished_at=utcnow())
         )
-        for job_id, version in queued.all():
-            job_state.cancel_queued(session, job_id=job_id, version=version)
     engine.dispose()
 
 

@@ -44,25 +44,26 @@ def _trainers_of(worker: WorkerProcess) -> list[str]:
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["one-slot", "two-slots"])
 def stack(
-    request: pytest.FixtureRequest, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[TestClient, WorkerProcess, int]]:
-    from conftest import new_token, redis_database
+    from conftest import new_token, own_postgres_database, redis_database
 
     slots = request.param
-    settings = Settings(
-        database_url=postgres_url,
-        redis_url=redis_database(REDIS_DB),
-        nnforge_home=tmp_path_factory.mktemp("slots"),
-        heartbeat_seconds=0.2,
-        worker_concurrency=slots,
-    )
-    worker = WorkerProcess(settings, tmp_path_factory.mktemp("logs") / "worker.log")
-    try:
-        with TestClient(create_app(settings)) as client:
-            client.headers["Authorization"] = f"Bearer {new_token(settings, f'slots-{slots}')}"
-            yield client, worker, slots
-    finally:
-        worker.stop()
+    with own_postgres_database("nnforge_slots") as database_url:  # no other module's jobs to claim
+        settings = Settings(
+            database_url=database_url,
+            redis_url=redis_database(REDIS_DB),
+            nnforge_home=tmp_path_factory.mktemp("slots"),
+            heartbeat_seconds=0.2,
+            worker_concurrency=slots,
+        )
+        worker = WorkerProcess(settings, tmp_path_factory.mktemp("logs") / "worker.log")
+        try:
+            with TestClient(create_app(settings)) as client:
+                client.headers["Authorization"] = f"Bearer {new_token(settings, f'slots-{slots}')}"
+                yield client, worker, slots
+        finally:
+            worker.stop()
 
 
 def _cancel_all(client: TestClient, job_ids: list[str]) -> None:
@@ -94,6 +95,6 @@ def test_every_slot_trains_a_job_while_the_next_process_waits(
             return trainers if len(standbys) == slots else None
 
         trainers = wait_for(ready_for_next, timeout=60, what="a standby process beside each running job")
-        assert all(any(job_id in cmd for cmd in trainers) for job_id in job_ids)
+        assert all(any(job_id in cmd for cmd in trainers) for job_id in job_ids), (job_ids, trainers)
     finally:
         _cancel_all(client, job_ids)
