@@ -21,24 +21,25 @@ SPEC = {
 
 
 @pytest.fixture(scope="module")
-def api(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    from conftest import new_token, redis_database
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    from conftest import new_token, own_postgres_database, redis_database
 
     home = tmp_path_factory.mktemp("storage-limit")
-    settings = Settings(
-        database_url=postgres_url,
-        redis_url=redis_database(REDIS_DB),
-        nnforge_home=home,
-        heartbeat_seconds=0.2,
-        max_storage_bytes_per_owner=LIMIT,
-    )
-    worker = WorkerProcess(settings, home / "worker.log")
-    try:
-        with TestClient(create_app(settings)) as client:
-            client.headers["Authorization"] = f"Bearer {new_token(settings, 'nearly-full')}"
-            yield client
-    finally:
-        worker.stop()
+    with own_postgres_database("nnforge_storage") as database_url:  # no other worker claims its job
+        settings = Settings(
+            database_url=database_url,
+            redis_url=redis_database(REDIS_DB),
+            nnforge_home=home,
+            heartbeat_seconds=0.2,
+            max_storage_bytes_per_owner=LIMIT,
+        )
+        worker = WorkerProcess(settings, home / "worker.log")
+        try:
+            with TestClient(create_app(settings)) as client:
+                client.headers["Authorization"] = f"Bearer {new_token(settings, 'nearly-full')}"
+                yield client
+        finally:
+            worker.stop()
 
 
 def test_a_job_past_the_limit_keeps_training_with_its_newest_checkpoint_only(api: TestClient) -> None:
