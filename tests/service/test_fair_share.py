@@ -1,7 +1,6 @@
 """Fair share with a real Celery worker of one slot, Redis and PostgreSQL: a worker woken by a message for one
 job starts the fairest queued job instead, and still each job runs once and none is lost."""
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from support import WorkerProcess, wait_for
 from app.api.main import create_app
 from app.core.settings import Settings
 from app.db.engine import make_engine, make_session_factory
-from app.db.migrate import upgrade_to_head
 from app.db.tables import Job
 
 REDIS_DB = 15
@@ -27,25 +25,16 @@ SPEC = {
 @pytest.fixture
 def fresh_settings(tmp_path: Path) -> Iterator[Settings]:
     """A database of its own: jobs other modules left queued in the session's would take turns too."""
-    from conftest import POSTGRES_ADMIN_URL, redis_database
+    from conftest import own_postgres_database, redis_database
 
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"nnforge_fair_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
-    upgrade_to_head(url)
-    yield Settings(
-        database_url=url,
-        redis_url=redis_database(REDIS_DB),
-        nnforge_home=tmp_path / "home",
-        heartbeat_seconds=0.2,
-        rate_limit_burst=1000,
-    )
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with own_postgres_database("nnforge_fair") as url:
+        yield Settings(
+            database_url=url,
+            redis_url=redis_database(REDIS_DB),
+            nnforge_home=tmp_path / "home",
+            heartbeat_seconds=0.2,
+            rate_limit_burst=1000,
+        )
 
 
 def _submit(settings: Settings, owner: str, bodies: list[dict]) -> list[str]:
