@@ -573,11 +573,36 @@ class TrainingSpec(Spec):
         return self
 
 
+class InitFromSpec(Spec):
+    """Start from another job's checkpoint (a new job, unlike a resume): fine-tune it on new data, give it a
+    new head for a new label set (`load: body`), or train it longer (`optimizer_state: keep`)."""
+
+    job: str = Field(min_length=4, max_length=36, pattern=r"^[0-9A-Fa-f-]+$")  # an id or a unique prefix
+    checkpoint: Literal["best", "latest"] | Annotated[int, Field(ge=1)] = "best"  # or a checkpoint id
+    load: Literal["all", "body"] = "all"  # body: everything but the output layer(s), which start afresh
+    freeze: Literal["none", "body"] = "none"  # body: only the output layer(s) train
+    unfreeze_after_epochs: Annotated[int, Field(ge=1, le=limits.MAX_EPOCHS)] | None = None
+    # keep: the parent's optimizer state, schedule position and random streams, so the same data and seed
+    # continue the parent exactly ("train longer")
+    optimizer_state: Literal["reset", "keep"] = "reset"
+    # False: the body keeps the normalisation statistics it was trained with; True: fit them on this data
+    refit_normalisation: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "InitFromSpec":
+        if self.unfreeze_after_epochs is not None and self.freeze == "none":
+            raise ValueError("unfreeze_after_epochs needs freeze: body")
+        if self.optimizer_state == "keep" and self.load != "all":
+            raise ValueError("optimizer_state keep continues the parent: it needs load: all")
+        return self
+
+
 class JobSpec(Spec):
     dataset: DatasetRef
     model: ModelSpec
     optimizer: OptimizerSpec = Field(default_factory=AdamSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
+    init_from: InitFromSpec | None = None  # the service resolves `job` to the owner's job (models.transfer)
 
 
 # ------------------------------------------------------------------------------------------- validation

@@ -23,6 +23,7 @@ from models.raw_dataset import RawDataset
 from models.registry import get_architecture
 from models.samples import COUNTS, REFERENCE_COUNTS, SampleSet, sample_kind, sample_set
 from models.specs import JobSpec, check_against_dataset
+from models.transfer import body_frozen, set_body_frozen, start_from
 
 FLUSH_STEPS = 32  # step metrics reach the hook in groups, so the loop synchronises once per group
 FLUSH_SECONDS = 1.0
@@ -82,14 +83,20 @@ def fit(
     hook: Hook | None = None,
     dataset: RawDataset | None = None,
     resume: dict[str, Any] | None = None,
+    parent: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train `spec` to the end (or until early stopping or `hook.should_stop()`), optionally continuing
-    from a checkpoint. `dataset` overrides `spec.dataset` (the service passes uploaded data this way)."""
+    from a checkpoint. `dataset` overrides `spec.dataset` (the service passes uploaded data this way).
+    `parent` is the checkpoint `spec.init_from` names, which a new run starts from (models.transfer)."""
     raw = dataset if dataset is not None else load_raw(spec.dataset)
     check_against_dataset(spec, raw.info)
     loop = _Loop(assemble(spec, raw))
     if resume is not None:
         loop.restore(resume)
+    elif spec.init_from is not None:
+        if parent is None:
+            raise SpecError.single("init_from", spec.init_from.job, "the parent job's checkpoint is missing")
+        start_from(loop.run, parent, spec.init_from)
     return loop.train(hook or Hook())
 
 
@@ -227,6 +234,8 @@ class _Loop:
         run, progress, batch_size = self.run, self.progress, self.spec.training.batch_size
         epoch = progress.epoch + 1
         self.epoch_start_shuffle = run.shuffle.get_state()
+        if self.spec.init_from is not None:
+            set_body_frozen(run.model, self.spec.model.arch, body_frozen(self.spec.init_from, progress.epoch))
         # Drawn on the CPU (one generator, the same order on every device), copied without waiting.
         order = torch.randperm(self.data.size("train"), generator=run.shuffle)
         if run.device.type == "cuda":
