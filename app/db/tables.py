@@ -54,6 +54,10 @@ class Job(Base):
     # app.db.job_state.Priority: orders an owner's own queued jobs, never one owner's before another's
     priority: Mapped[str] = mapped_column(String(8), default="normal")
     request_id: Mapped[str | None] = mapped_column(String(64))  # of the POST that queued it, for its log
+    # The job and checkpoint it started from (spec.init_from, resolved at POST). No foreign keys: deleting a
+    # job deletes every row naming it (app/db/deletion.py), and a parent is refused while it has children.
+    parent_job_id: Mapped[str | None] = mapped_column(String(36))
+    parent_checkpoint_id: Mapped[int | None] = mapped_column(Integer)
 
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     step: Mapped[int] = mapped_column(Integer, default=0)
@@ -81,6 +85,8 @@ class Job(Base):
         Index("ix_job_owner_created", "owner", "created_at", "id"),
         Index("ix_job_status_created", "status", "created_at"),
         Index("ix_job_owner_attempt_started", "owner", "attempt_started_at"),  # an owner's last start
+        Index("ix_job_parent", "parent_job_id"),  # children (?parent=, lineage, deletion's check)
+        Index("ix_job_parent_checkpoint", "parent_checkpoint_id"),  # the checkpoints children started from
         # id prefixes (`nnforge status 1d44`): LIKE 'prefix%' needs pattern ops under a non-C collation.
         Index("ix_job_owner_id", "owner", "id", postgresql_ops={"id": "varchar_pattern_ops"}),
         # sort=duration, ?optimizer= and ?dataset= (the last two in creation order, as pages are)
