@@ -22,7 +22,7 @@ from app.client.cli_render import (
     print_status,
 )
 from app.client.client import AmbiguousJobId, Client, NnforgeError
-from app.db.job_state import JobStatus
+from app.db.job_state import JobStatus, Priority
 
 console = Console(stderr=True)
 out = Console()
@@ -82,7 +82,7 @@ def read_spec(spec_file: Path, overrides: list[str]) -> dict[str, Any]:
 
     try:
         raw = apply_overrides(read_spec_file(spec_file), overrides)
-        body = {k: v for k, v in raw.items() if k not in ("name", "tags", "notes")}
+        body = {k: v for k, v in raw.items() if k not in ("name", "tags", "notes", "priority")}
         parse_job_spec(body)
     except SpecError as error:
         print_issues(console, [vars(issue) for issue in error.issues], spec_file)
@@ -105,6 +105,10 @@ def submit(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the job until it ends")] = True,
     url: UrlOpt = None,
     token: TokenOpt = None,
+    priority: Annotated[
+        Priority | None,
+        typer.Option(help="among your own queued jobs, high ones start first (default: the file's; normal)"),
+    ] = None,
     output: OutputOpt = Output.text,
 ) -> None:
     """Submit a job and follow it (a progress bar and a line per epoch) until it ends; the exit code is 0
@@ -115,7 +119,10 @@ def submit(
     with remote(spec_file):
         tags = list(dict.fromkeys([*spec.get("tags", []), *(tag or [])]))
         notes = notes if notes is not None else spec.get("notes")
-        job = client(url, token).submit(spec, name=name or spec.get("name"), tags=tags, notes=notes)
+        chosen = priority.value if priority is not None else spec.get("priority")
+        job = client(url, token).submit(
+            spec, name=name or spec.get("name"), tags=tags, notes=notes, priority=chosen
+        )
         if output is Output.text:
             console.print(f"submitted job [bold]{job.id}[/bold] ({job.data['num_parameters']:,} parameters)")
         if not wait:

@@ -95,9 +95,12 @@ class Client:
         notes: str | None = None,
     ) -> "Job":
         body = spec | ({"name": name} if name else {}) | ({"tags": list(tags)} if tags else {})
+        priority: str | None = None,
         body |= {"notes": notes} if notes is not None else {}
+        """Queue a job; `priority` (low, normal, high) orders it among this owner's own queued jobs."""
         return Job(self, self.request("POST", "/v1/jobs", json=body).json())
 
+        body |= {"priority": priority} if priority is not None else {}
     def job(self, job_id: str) -> "Job":
         """A job by its id or by a unique prefix of it (at least 4 characters), as git and docker take them.
         NnforgeError 404 when no job matches, AmbiguousJobId when several do."""

@@ -71,10 +71,13 @@ def test_cli_submits_with_tags_and_notes_then_lists_tags_and_shows_them(
     spec_file.write_text(yaml.safe_dump({**MOONS, "tags": ["from-file"], "notes": "the file's"}))
     tag = f"cli-{uuid.uuid4().hex[:6]}"
     args = ["submit", str(spec_file), "--name", f"run {tag}", "--tag", tag, "--tag", "from-file"]
-    args += ["--notes", "line one\nline two"]
+    args += ["--notes", "line one\nline two", "--priority", "high"]
     job = json_out(nnforge(live_stack, *args, "--no-wait", "-o", "json"))
     assert isinstance(job, dict)
     assert (job["tags"], job["notes"]) == (["from-file", tag], "line one\nline two")
+    assert job["priority"] == "high"
+    refused = nnforge(live_stack, "submit", str(spec_file), "--priority", "urgent", "--no-wait")
+    assert refused.returncode == 2 and "urgent" in refused.stderr
     prefix = job["id"][:8]
 
     listed = json_out(nnforge(live_stack, "list", "--tag", tag, "-o", "json"))
@@ -151,5 +154,7 @@ def test_client_finds_tags_and_resolves_jobs(live_stack: LiveStack, twins: list[
         assert job.tag(add=["x", "y"], remove=[tag]).data["tags"] == ["x", "y"]
         assert job.update(tags=[tag], notes=None).data["tags"] == [tag] and job.data["notes"] is None
 
-        submitted = client.submit(MOONS, name="sdk", tags=["sdk", "sdk"], notes="from python")
+        submitted = client.submit(MOONS, name="sdk", tags=["sdk", "sdk"], notes="from python", priority="low")
         assert (submitted.data["tags"], submitted.data["notes"]) == (["sdk"], "from python")
+        assert submitted.data["priority"] == client.job(submitted.id).data["priority"] == "low"
+        assert client.submit(MOONS).data["priority"] == "normal"
