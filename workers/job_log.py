@@ -15,6 +15,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.request_id import ENV as REQUEST_ID_ENV
+from app.db import job_state
 from app.db.engine import transaction
 from app.db.job_logs import JobLog
 
@@ -59,7 +60,10 @@ class JobLogHandler(logging.Handler):
             return
         try:
             with transaction(self.factory) as session:
-                session.execute(insert(JobLog), rows)
+                # Fenced: once another attempt has claimed the job (this one's lease was taken back while,
+                # say, its host was cut off), this attempt's lines are dropped, never mixed into the log.
+                if job_state.is_current_attempt(session, job_id=self.job_id, attempt=self.attempt):
+                    session.execute(insert(JobLog), rows)
         except Exception as error:  # the job must not fail because its log could not be written: retry later
             with self.rows_lock:
                 self.rows[:0] = rows

@@ -5,6 +5,7 @@ up to `outage_seconds`."""
 import functools
 import hashlib
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from app.db.base import utcnow
 from app.db.checkpoint_retention import ONLY_THE_NEWEST, RetentionPolicy, prune
 from app.db.engine import transaction
 from app.db.job_state import ErrorKind, JobStatus, Settled
+from app.db.no_space import is_no_space
 from app.db.tables import Checkpoint, Dataset, Metric
 from app.db.usage import owner_over_storage
 
@@ -27,6 +29,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 MAX_BACKOFF_SECONDS = 2.0
 COPY_METRICS = "COPY metric (job_id, name, step, epoch, value, time) FROM STDIN"
+
+
+class NoSpace(RuntimeError):
+    """The database's disk stayed full for the whole outage allowance: the job fails as no_space."""
 
 
 @dataclass(frozen=True)
@@ -50,17 +56,23 @@ class MetricRow:
 
 
 def _retried(call: Callable[[], R], *, outage_seconds: float, what: str) -> R:
-    """`call()`, again while the database is unreachable (or, for SQLite, locked), for `outage_seconds`."""
+    """`call()`, again while the database is unreachable (or, for SQLite, locked) or its disk is full, for
+    `outage_seconds`: a job waits for space as it waits out an outage, and goes on when space is freed."""
     deadline, delay = time.monotonic() + outage_seconds, 0.2
     while True:
         try:
             return call()
         except (OperationalError, InterfaceError) as error:
+            full = is_no_space(error)
             if time.monotonic() > deadline:
+                if full:
+                    raise NoSpace(
+                        f"no space left on the database's disk for {outage_seconds:g} s "
+                        f"(DB_OUTAGE_SECONDS); free space and submit the job again"
+                    ) from error
                 raise
-            log.warning(
-                "%s: database unreachable (%s); retrying in %.1f s", what, type(error.orig).__name__, delay
-            )
+            reason = "no space left on the database's disk" if full else "database unreachable"
+            log.warning("%s: %s (%s); retrying in %.1f s", what, reason, type(error.orig).__name__, delay)
             time.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
@@ -93,7 +105,11 @@ def claim_next(
     def claim() -> ClaimedJob | None:
         with transaction(factory) as session:
             job = job_state.leased_by(session, token=token) or job_state.claim(
-                session, queue=queue, token=token, max_running_per_owner=max_running_per_owner
+                session,
+                queue=queue,
+                token=token,
+                max_running_per_owner=max_running_per_owner,
+                host=socket.gethostname(),  # this training process's machine: the job's worker_host
             )
             if job is None:
                 return None

@@ -18,7 +18,7 @@ from models.raw_dataset import RawDataset
 from models.specs import JobSpec
 from models.train import EpochReport, FitResult, Hook, StepReport, fit
 from models.uploads import read_dataset_file
-from workers.job_store import ClaimedJob, JobStore, MetricRow
+from workers.job_store import ClaimedJob, JobStore, MetricRow, NoSpace
 from workers.write_behind import WriteBehind
 
 log = logging.getLogger("nnforge.worker")
@@ -211,6 +211,10 @@ def _train(store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat
         return "lease_lost"
     except SpecError as error:
         store.finish(status=JobStatus.FAILED, error_type=ErrorKind.SPEC_ERROR, error_message=str(error))
+        return JobStatus.FAILED
+    except NoSpace as error:  # an operator's problem, said in a line: no traceback
+        log.error("job %s: %s", claimed.id, error)
+        store.finish(status=JobStatus.FAILED, error_type=ErrorKind.NO_SPACE, error_message=str(error))
         return JobStatus.FAILED
     except Exception as error:
         kind = ErrorKind.OUT_OF_MEMORY if type(error).__name__ == "OutOfMemoryError" else ErrorKind.INTERNAL

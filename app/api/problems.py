@@ -15,6 +15,7 @@ from app.api.deps import RateLimited, Unauthorized
 from app.api.idempotency import IdempotencyInFlight
 from app.api.jobs import JobConflict, JobNotFound, TooManyJobs
 from app.api.usage import StorageLimitExceeded
+from app.db.no_space import is_no_space
 from models.errors import SpecError
 from models.specs import dotted_path, issue_reason
 
@@ -54,6 +55,7 @@ def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         422: "invalid field(s); each is named in `errors`",
         429: "over a per-owner limit, or too many 401s from one address; see Retry-After",
         503: "database or broker unreachable",
+        507: "the database's disk is full: writes are refused until space is freed, reads still work",
     }
     return {
         code: {"description": described[code], "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
@@ -182,6 +184,13 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     async def _database_down(request: Request, error: OperationalError) -> JSONResponse:
+        if is_no_space(error):
+            return problem(
+                507,
+                "Insufficient storage",
+                "no space left on the database's disk: writes are refused until an operator frees space; "
+                "reads still work",
+            )
         response = problem(503, "Service unavailable", "the database is unreachable; retry shortly")
         response.headers["Retry-After"] = "2"
         return response

@@ -159,6 +159,13 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None = Field(description="when its first attempt started")
     attempt_started_at: datetime | None = Field(description="when its latest attempt started")
+    last_heartbeat_at: datetime | None = Field(
+        default=None,
+        description="the latest sign of life of its training process, by the database's clock (every "
+        "HEARTBEAT_SECONDS while it runs; a running job with none for LEASE_SECONDS is stalled and will be "
+        "taken back)",
+    )
+    worker_host: str | None = Field(default=None, description="the host its latest attempt ran on")
     finished_at: datetime | None
     dataset_deleted: bool = Field(
         default=False, description="the uploaded dataset it trained on was deleted (its checkpoints stay)"

@@ -10,6 +10,19 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# A peer that vanishes without closing (a worker host cut off, the database's host gone) is noticed in about
+# 10 s, not after the kernel's ~15 minutes of retransmissions: the client drops a connection whose data stays
+# unacknowledged or whose keepalives go unanswered, and so does the server, whose backend then rolls back and
+# releases the row locks a cut-off runner held (they would block taking its lapsed job back).
+POSTGRES_LIVENESS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+    "options": "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 "
+    "-c tcp_user_timeout=10000",
+}
 
 
 # JSON has no NaN or infinities (PostgreSQL's json type refuses the tokens Python writes for them); a
@@ -42,7 +55,9 @@ def make_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # Fail fast instead of hanging when the database is unreachable.
-    return create_engine(url, pool_pre_ping=pre_ping, connect_args={"connect_timeout": 2}, **kwargs)
+    return create_engine(
+        url, pool_pre_ping=pre_ping, connect_args={"connect_timeout": 2, **POSTGRES_LIVENESS}, **kwargs
+    )
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -16,7 +16,6 @@ the message is spent and the reconciler sends the queue's jobs again once it hol
 
 import hashlib
 from dataclasses import dataclass
-from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -24,6 +23,7 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, literal, null, s
 from sqlalchemy.orm import Session, aliased, undefer
 
 from app.db.base import UTCDateTime, utcnow
+from app.db.clock import db_now
 from app.db.locks import lock_claims
 from app.db.tables import Checkpoint, Job
 
@@ -58,6 +58,7 @@ class ErrorKind(StrEnum):
     CANCELLED = "cancelled"
     INTERNAL = "internal"
 
+    NO_SPACE = "no_space"  # the database's disk stayed full for DB_OUTAGE_SECONDS
 
 class LeaseLost(RuntimeError):
     """Another runner owns the job now; this one must stop without writing."""
@@ -151,9 +152,12 @@ def _fair_order(queue: str) -> _FairOrder:
     return _FairOrder(job, candidates, owner_running, order)
 
 
-def claim(session: Session, *, queue: str, token: str, max_running_per_owner: int) -> Job | None:
+def claim(
+    session: Session, *, queue: str, token: str, max_running_per_owner: int, host: str | None = None
+) -> Job | None:
     """Start the fairest claimable job of `queue` (see `_fair_order`), whichever job the message that woke
-    the worker named; None when no queued job's owner runs fewer than `max_running_per_owner` jobs."""
+    the worker named; None when no queued job's owner runs fewer than `max_running_per_owner` jobs. `host`:
+    the worker host that runs it (the job's `worker_host`)."""
     # Serialised: running counts rise only through claims, so no two claims admit the same owner's last
     # free slot, and each claim sees the turns the claims before it took.
     lock_claims(session)
@@ -173,7 +177,8 @@ def claim(session: Session, *, queue: str, token: str, max_running_per_owner: in
             attempt=Job.attempt + 1,
             version=Job.version + 1,
             lease_owner=token,
-            heartbeat_at=now,
+            worker_host=host,
+            heartbeat_at=db_now(),  # leases run on the database's clock (app/db/clock.py)
             started_at=func.coalesce(Job.started_at, literal(now, UTCDateTime())),
             attempt_started_at=now,
         )
@@ -203,7 +208,7 @@ def renew_lease(session: Session, *, job_id: str, token: str) -> bool:
     owned = session.execute(
         update(Job)
         .where(_leased(job_id, token))
-        .values(heartbeat_at=utcnow())
+        .values(heartbeat_at=db_now())
         .returning(Job.cancel_requested)
     ).first()
     if owned is None:
@@ -214,7 +219,7 @@ def renew_lease(session: Session, *, job_id: str, token: str) -> bool:
 def record_progress(session: Session, *, job_id: str, token: str, progress: dict[str, Any]) -> None:
     """The job's progress columns (epoch, step, metrics, samples) and a heartbeat; raises LeaseLost."""
     owned = session.execute(
-        update(Job).where(_leased(job_id, token)).values(heartbeat_at=utcnow(), **progress)
+        update(Job).where(_leased(job_id, token)).values(heartbeat_at=db_now(), **progress)
     )
     if owned.rowcount != 1:  # type: ignore[attr-defined]
         raise LeaseLost(job_id)
@@ -225,6 +230,14 @@ def assert_lease(session: Session, *, job_id: str, token: str) -> None:
     owner = session.scalar(select(Job.lease_owner).where(Job.id == job_id).with_for_update())
     if owner != token:
         raise LeaseLost(job_id)
+
+
+def is_current_attempt(session: Session, *, job_id: str, attempt: int) -> bool:
+    """Whether `attempt` is still the job's latest, with the row locked against a claim until the
+    transaction ends: a runner's log lines are written only then, so a stale runner (its lease taken back,
+    another attempt running) adds none."""
+    latest = session.scalar(select(Job.attempt).where(Job.id == job_id).with_for_update(read=True))
+    return latest == attempt
 
 
 def finish(
@@ -303,10 +316,12 @@ def settle_lost_run(session: Session, *, job_id: str, token: str, message: str) 
 
 
 def lapsed_jobs(session: Session, *, lease_seconds: float) -> list[tuple[str, int]]:
-    """(id, version) of running jobs with no heartbeat for `lease_seconds`: their runner is gone."""
-    lapsed_before = utcnow() - timedelta(seconds=lease_seconds)
+    """(id, version) of running jobs with no heartbeat for `lease_seconds` by the database's clock (as
+    heartbeats are stamped): their runner is gone. A reconciler's own clock plays no part."""
     rows = session.execute(
-        select(Job.id, Job.version).where(Job.status == JobStatus.RUNNING, Job.heartbeat_at < lapsed_before)
+        select(Job.id, Job.version).where(
+            Job.status == JobStatus.RUNNING, Job.heartbeat_at < db_now(-lease_seconds)
+        )
     )
     return [(job_id, version) for job_id, version in rows]
 

@@ -50,7 +50,8 @@ class Job(Base):
     max_restarts: Mapped[int] = mapped_column(Integer, default=3)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
-    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the database's clock
+    worker_host: Mapped[str | None] = mapped_column(String(255))  # the host of the latest attempt's claim
     # app.db.job_state.Priority: orders an owner's own queued jobs, never one owner's before another's
     priority: Mapped[str] = mapped_column(String(8), default="normal")
     request_id: Mapped[str | None] = mapped_column(String(64))  # of the POST that queued it, for its log
