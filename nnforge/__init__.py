@@ -10,6 +10,7 @@ _LAZY = {
     "Client": "app.client.client",
     "Job": "app.client.client",
     "NnforgeError": "app.client.client",
+    "Sweep": "app.client.sweeps",
     "load_model": "models.checkpoint",
 }
 

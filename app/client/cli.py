@@ -10,7 +10,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from app.client import cli_jobs, cli_storage
+from app.client import cli_jobs, cli_storage, cli_sweeps
 from app.client.spec_files import apply_overrides, read_spec_file
 from models.errors import SpecError
 from models.specs import DatasetRef, JobSpec, parse_job_spec
@@ -88,8 +88,18 @@ def _with_downloaded_dataset(
 def template(
     arch: Annotated[str, typer.Option(help=f"one of: {', '.join(TEMPLATES)}")] = "mlp",
     output: Annotated[str, typer.Option("-o", "--output", help="yaml or json")] = "yaml",
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="a starter sweep instead (nnforge sweep submit)")
+    ] = False,
 ) -> None:
-    """Print a starter spec that trains in under a minute on a CPU."""
+    """Print a starter spec that trains in under a minute on a CPU (--sweep: a search over one)."""
+    if sweep:
+        from app.client.sweep_template import SWEEP_TEMPLATE
+
+        # YAML keeps the template's comments, which explain each field.
+        text = json.dumps(yaml.safe_load(SWEEP_TEMPLATE), indent=2) if output == "json" else SWEEP_TEMPLATE
+        typer.echo(text.rstrip("\n"))
+        return
     if arch not in TEMPLATES:
         console.print(
             f"[red]error[/red] --arch: unknown template {arch!r}; choose from {', '.join(TEMPLATES)}"
@@ -213,6 +223,7 @@ cli_storage.register(cli, datasets)  # delete, usage, datasets delete
 def main() -> None:
     cli()
 
+cli_sweeps.register(cli)  # sweep submit, list, status, trials, cancel
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,7 @@ job.wait().status                       # 'succeeded'
 job.download("cnn.onnx", format="onnx", checkpoint="best")
 client.job("1d44").tag(add=["baseline"])  # a job by a unique prefix of its id; tags, notes and name by PATCH
 client.jobs(tags=["baseline"], sort="-best.val_accuracy", limit=10)
+client.sweep("sweep.yaml").wait().best()  # a search, one job per trial (app/client/sweeps.py)
 """
 
 import re
@@ -23,6 +24,7 @@ import httpx2
 
 from app.client.client_config import resolve_config
 from app.client.sse_parse import Event, parse_events
+from app.client.sweeps import Sweep, read_sweep
 from app.db.job_state import TERMINAL
 
 Format = Literal["pt", "safetensors", "onnx"]
@@ -130,12 +132,14 @@ class Client:
         dataset: str | None = None,
         created_after: datetime | str | None = None,
         created_before: datetime | str | None = None,
+        sweep_id: str | None = None,
         sort: str | None = None,
         limit: int = 50,
     ) -> list["Job"]:
         """Up to `limit` jobs that pass every filter given (tags: all of them; name: a substring, any case;
-        dataset: a built-in's name or an upload's id), following the API's cursor pages. `sort`: created,
-        duration or best.METRIC, `-` first for descending; the default is newest first."""
+        dataset: a built-in's name or an upload's id; sweep_id: a sweep's trials), following the API's
+        cursor pages. `sort`: created, duration or best.METRIC, `-` first for descending; the default is
+        newest first."""
         after, before = (
             t.isoformat() if isinstance(t, datetime) else t for t in (created_after, created_before)
         )
@@ -148,6 +152,7 @@ class Client:
             "dataset": dataset,
             "created_after": after,
             "created_before": before,
+            "sweep_id": sweep_id,
             "sort": sort,
         }
         found: list[Job] = []
@@ -160,6 +165,36 @@ class Client:
             if cursor is None:
                 break
         return found
+
+    def sweep(
+        self,
+        spec: dict[str, Any] | str | Path,
+        *,
+        name: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Sweep:
+        """Start a sweep from its body ({name, base, space, objective, trials, parallel, sampler, seed,
+        pruner}) or a YAML/JSON file of it (`nnforge template --sweep`). With an idempotency key, a retried
+        POST answers the sweep the first one started instead of starting another."""
+        body = read_sweep(spec) | ({"name": name} if name else {})
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return Sweep(self, self.request("POST", "/v1/sweeps", json=body, headers=headers).json())
+
+    def get_sweep(self, sweep_id: str) -> Sweep:
+        return Sweep(self, self.request("GET", f"/v1/sweeps/{sweep_id}").json())
+
+    def sweeps(self, *, limit: int = 50) -> list[Sweep]:
+        """Your sweeps, newest first, up to `limit`, following the API's cursor pages."""
+        found: list[Sweep] = []
+        cursor: str | None = None
+        while len(found) < limit:
+            params = {"limit": min(200, limit - len(found))} | ({"cursor": cursor} if cursor else {})
+            page = self.request("GET", "/v1/sweeps", params=params).json()
+            found += [Sweep(self, item) for item in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        return found[:limit]
 
     def dataset(self, dataset_id: str) -> dict[str, Any]:
         return self.request("GET", f"/v1/datasets/{dataset_id}").json()  # type: ignore[no-any-return]

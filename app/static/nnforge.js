@@ -648,5 +648,6 @@ const nnforge = (() => {
     jobPage, comparePage, submitPage, streamEvents, Chart,
     // for the jobs page's own script (nnforge_jobs.js)
     api, getJson, showError, setupToken, formatValue, objectiveText, duration, cell, statusBadge, tagChips,
+    logSplits, tick, // the sweep pages' charts (nnforge_sweeps.js)
   };
 })();

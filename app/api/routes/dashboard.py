@@ -41,3 +41,13 @@ def compare_page(request: Request) -> HTMLResponse:
 @router.get("/ui/submit", response_class=HTMLResponse)
 def submit_page(request: Request) -> HTMLResponse:
     return templates.TemplateResponse(request, "submit.html", {"page": "submit"})
+
+
+@router.get("/ui/sweeps", response_class=HTMLResponse)
+def sweeps_page(request: Request) -> HTMLResponse:
+    return templates.TemplateResponse(request, "sweeps.html", {"page": "sweeps"})
+
+
+@router.get("/ui/sweeps/{sweep_id}", response_class=HTMLResponse)
+def sweep_page(request: Request, sweep_id: str) -> HTMLResponse:
+    return templates.TemplateResponse(request, "sweep.html", {"page": "sweep", "sweep_id": sweep_id})
