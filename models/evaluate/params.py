@@ -1,0 +1,78 @@
+"""What an evaluation may be asked for, bounded (the README's limits table lists them). Pydantic only, so the
+API validates a request without torch; the worker reads the stored params back through the same classes."""
+
+from typing import Annotated, Final, Literal
+
+from pydantic import Discriminator, Field
+
+from models.specs import Spec
+
+EvaluationKind = Literal["report", "robustness", "attribution"]
+Split = Literal["train", "val", "test"]
+Attack = Literal["fgsm", "pgd"]
+
+MAX_REPORT_SEEDS: Final = 20  # a GAN's report: latent seeds its quality figures are measured at
+MAX_ROBUSTNESS_SAMPLES: Final = 2_048  # samples of the split attacked at each ε
+MAX_EPSILONS: Final = 16
+MAX_EPSILON: Final = 10.0  # in units of the normalised input (standard deviations of the training data)
+MAX_PGD_STEPS: Final = 200
+MAX_ATTRIBUTION_SAMPLES: Final = 64
+MAX_IG_STEPS: Final = 512
+MAX_REPORT_SAMPLES: Final = 100_000  # the report reads at most this many samples of the split
+
+Epsilon = Annotated[float, Field(ge=0.0, le=MAX_EPSILON)]
+
+
+class ReportParams(Spec):
+    seeds: Annotated[int, Field(ge=1, le=MAX_REPORT_SEEDS)] = 5  # GANs only: the spread over latent seeds
+
+
+class RobustnessParams(Spec):
+    attacks: list[Attack] = Field(default_factory=lambda: ["fgsm", "pgd"], min_length=1, max_length=2)
+    # In units of the normalised input; the result also gives each ε in raw units per feature (ε × std).
+    epsilons: list[Epsilon] = Field(
+        default_factory=lambda: [0.0, 0.1, 0.25, 0.5, 1.0], min_length=1, max_length=MAX_EPSILONS
+    )
+    steps: Annotated[int, Field(ge=1, le=MAX_PGD_STEPS)] = 10  # PGD's
+    # PGD's step as a fraction of ε (2.5/steps by Madry et al.'s rule when unset), so one value fits every ε.
+    step_size: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    random_start: bool = True  # PGD starts at a uniform point of the ε-ball
+    samples: Annotated[int, Field(ge=1, le=MAX_ROBUSTNESS_SAMPLES)] = 256  # the first N of the split
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0  # PGD's random start
+
+
+class AttributionParams(Spec):
+    samples: Annotated[int, Field(ge=1, le=MAX_ATTRIBUTION_SAMPLES)] = 16  # the first N of the split
+    ig_steps: Annotated[int, Field(ge=2, le=MAX_IG_STEPS)] = 64  # integrated gradients' path steps
+
+
+Params = ReportParams | RobustnessParams | AttributionParams
+PARAMS: dict[str, type[Params]] = {
+    "report": ReportParams,
+    "robustness": RobustnessParams,
+    "attribution": AttributionParams,
+}
+
+
+class _Request(Spec):
+    # "best" (the best epoch's weights; the newest without one), "latest", or a checkpoint id
+    checkpoint: Annotated[str, Field(pattern=r"^(best|latest|[1-9][0-9]{0,9})$")] = "best"
+    split: Split = "test"
+
+
+class ReportRequest(_Request):
+    kind: Literal["report"] = "report"
+    params: ReportParams = Field(default_factory=ReportParams)
+
+
+class RobustnessRequest(_Request):
+    kind: Literal["robustness"] = "robustness"
+    params: RobustnessParams = Field(default_factory=RobustnessParams)
+
+
+class AttributionRequest(_Request):
+    kind: Literal["attribution"] = "attribution"
+    params: AttributionParams = Field(default_factory=AttributionParams)
+
+
+EvaluationCreate = Annotated[ReportRequest | RobustnessRequest | AttributionRequest, Discriminator("kind")]
