@@ -190,8 +190,8 @@ def _train(store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat
         dataset = load_dataset(store, claimed)
         saved = store.latest_checkpoint()
         resume = read_checkpoint(saved) if saved is not None else None
-        if resume is not None:
-            store.forget_metrics_after(resume["progress"]["step"])
+        # A lost attempt's steps are rewritten: from its checkpoint, or from the start when it left none.
+        store.forget_metrics_after(resume["progress"]["step"] if resume is not None else 0)
         hook = DatabaseHook(store, signals, heartbeat_seconds, retention_policy(spec))
         log.info(
             "job %s attempt %d starts%s",
