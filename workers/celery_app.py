@@ -12,9 +12,10 @@ from typing import Any
 from celery import Celery, Task
 from celery.signals import celeryd_after_setup, worker_ready, worker_shutting_down
 
-from app.core.queue import RUN_JOB_TASK, make_celery
+from app.core.queue import RUN_EVALUATION_TASK, RUN_JOB_TASK, make_celery
 from app.core.settings import get_settings
 from app.db.engine import make_engine, make_session_factory
+from workers.evaluations import run_in_process
 from workers.reconciler import Reconciler, ReconcilerThread
 from workers.supervisor import remove_stale_registries, supervise, trainer_registry
 
@@ -29,6 +30,12 @@ def run_job(self: Task, job_id: str, queue: str | None = None) -> str:
     if (self.request.delivery_info or {}).get("redelivered"):
         log.info("job %s: message redelivered by the broker", job_id)
     return supervise(job_id, queue, get_settings())
+
+
+@celery_app.task(name=RUN_EVALUATION_TASK)
+def run_evaluation(evaluation_id: str) -> str:
+    """An evaluation of a job's checkpoint, in a process of its own (workers/evaluations.py)."""
+    return run_in_process(evaluation_id, get_settings())
 
 
 @celeryd_after_setup.connect

@@ -18,6 +18,7 @@ from models.raw_dataset import RawDataset
 from models.specs import JobSpec
 from models.train import EpochReport, FitResult, Hook, StepReport, fit
 from models.uploads import read_dataset_file
+from workers.evaluations import report_after_success
 from workers.job_store import ClaimedJob, JobStore, MetricRow, NoSpace
 from workers.write_behind import WriteBehind
 
@@ -226,7 +227,8 @@ def _train(store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat
         store.finish(status=JobStatus.FAILED, error_type=ErrorKind.DIVERGED, error_message=str(result))
         return JobStatus.FAILED
     if result.status != "stopped":
-        store.finish(status=JobStatus.SUCCEEDED)
+        if store.finish(status=JobStatus.SUCCEEDED):
+            report_after_success(store.factory, claimed.id)
         return JobStatus.SUCCEEDED
     if signals.cancel.is_set():
         store.finish(

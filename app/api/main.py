@@ -11,6 +11,7 @@ from app.api.routes import (
     checkpoints,
     dashboard,
     datasets,
+    evaluations,
     events,
     health,
     jobs,
@@ -53,6 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     for module in (jobs, metrics, events, logs, samples, checkpoints, datasets, catalog, usage):
         app.include_router(module.router, responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 503))
+    app.include_router(
+        evaluations.router, responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 503)
+    )
     for module in (health, dashboard):
         app.include_router(module.router)
     app.mount("/static", dashboard.static_files, name="static")

@@ -9,6 +9,7 @@ from app.core.request_id import connect_celery_signals
 from app.core.settings import Settings
 
 RUN_JOB_TASK = "nnforge.run_job"
+RUN_EVALUATION_TASK = "nnforge.run_evaluation"  # an evaluation of a checkpoint (workers/evaluations.py)
 QUEUE_FOR_DEVICE = {"cpu": "cpu", "cuda": "gpu", "auto": "any"}  # `any`: whichever worker is free
 QUEUES_FOR_WORKER = {"cpu": ["cpu", "any"], "gpu": ["gpu", "any"]}
 BROKER_POLL_SECONDS = 0.1  # filesystem broker: ~56 ms median dispatch at 0.1 s
@@ -71,3 +72,8 @@ def publish_job(celery: Celery, job_id: str, queue: str) -> None:
     """Wake a worker for a job just queued: the worker starts the fairest queued job of `queue`, which need
     not be this one (app/db/job_state.py). Duplicates are harmless: a claim takes only queued jobs."""
     celery.send_task(RUN_JOB_TASK, args=[job_id], kwargs={"queue": queue}, queue=queue)
+
+
+def publish_evaluation(celery: Celery, evaluation_id: str, queue: str) -> None:
+    """Run an evaluation on a worker of its job's queue. A duplicate finds it no longer queued and exits."""
+    celery.send_task(RUN_EVALUATION_TASK, args=[evaluation_id], queue=queue)

@@ -183,6 +183,26 @@ class Checkpoint(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class Evaluation(Base):
+    """A report, robustness curve or attribution of one checkpoint of a job (app/db/evaluations.py)."""
+
+    __tablename__ = "evaluation"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # models.evaluate.params.EvaluationKind
+    status: Mapped[str] = mapped_column(String(16))  # queued | running | succeeded | failed
+    # The checkpoint evaluated; no foreign key: the result outlives a checkpoint deleted later.
+    checkpoint_id: Mapped[int] = mapped_column(Integer)
+    split: Mapped[str] = mapped_column(String(8))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class Dataset(Base):
     __tablename__ = "dataset"
 

@@ -10,6 +10,7 @@ from models.specs import Spec
 EvaluationKind = Literal["report", "robustness", "attribution"]
 Split = Literal["train", "val", "test"]
 Attack = Literal["fgsm", "pgd"]
+ATTACKS: tuple[Attack, ...] = ("fgsm", "pgd")
 
 MAX_REPORT_SEEDS: Final = 20  # a GAN's report: latent seeds its quality figures are measured at
 MAX_ROBUSTNESS_SAMPLES: Final = 2_048  # samples of the split attacked at each ε
@@ -28,7 +29,7 @@ class ReportParams(Spec):
 
 
 class RobustnessParams(Spec):
-    attacks: list[Attack] = Field(default_factory=lambda: ["fgsm", "pgd"], min_length=1, max_length=2)
+    attacks: list[Attack] = Field(default_factory=lambda: list(ATTACKS), min_length=1, max_length=2)
     # In units of the normalised input; the result also gives each ε in raw units per feature (ε × std).
     epsilons: list[Epsilon] = Field(
         default_factory=lambda: [0.0, 0.1, 0.25, 0.5, 1.0], min_length=1, max_length=MAX_EPSILONS
@@ -52,6 +53,16 @@ PARAMS: dict[str, type[Params]] = {
     "robustness": RobustnessParams,
     "attribution": AttributionParams,
 }
+
+
+def applicable(kind: str, *, task: str, generative: bool) -> str | None:
+    """Why `kind` cannot evaluate such a network (None when it can): attacks need class labels, attributions
+    an output to attribute."""
+    if kind == "robustness" and (generative or task != "classification"):
+        return "robustness measures adversarial accuracy: it needs a classifier"
+    if kind == "attribution" and (generative or task == "unlabelled"):
+        return "attribution needs a network that maps inputs to outputs (a classifier or a regressor)"
+    return None
 
 
 class _Request(Spec):

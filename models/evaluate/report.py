@@ -132,7 +132,7 @@ def regression_report(output: Tensor, target: Tensor) -> dict[str, Any]:
 def gan_report(subject: Subject, seeds: int) -> dict[str, Any]:
     """The procedure's own quality figures (the ones training reports each epoch) drawn with latent seeds
     0..seeds-1, with their mean and spread (population standard deviation)."""
-    per_seed = []
+    per_seed: list[dict[str, Any]] = []
     for seed in range(seeds):
         ctx = EvalContext(
             model=subject.module,

@@ -4,19 +4,9 @@ from collections.abc import Callable
 from typing import Any
 
 from models.errors import SpecError
-from models.evaluate.params import PARAMS, Params
+from models.evaluate.params import PARAMS, Params, applicable
 from models.evaluate.subject import Subject, load_subject
 from models.raw_dataset import RawDataset
-
-
-def applicable(kind: str, *, task: str, generative: bool) -> str | None:
-    """Why `kind` cannot evaluate such a network (None when it can): attacks need class labels, attributions
-    an output to attribute."""
-    if kind == "robustness" and (generative or task != "classification"):
-        return "robustness measures adversarial accuracy: it needs a classifier"
-    if kind == "attribution" and (generative or task == "unlabelled"):
-        return "attribution needs a network that maps inputs to outputs (a classifier or a regressor)"
-    return None
 
 
 def evaluate(
