@@ -12,12 +12,13 @@ from typing import Any
 from celery import Celery, Task
 from celery.signals import celeryd_after_setup, worker_ready, worker_shutting_down
 
-from app.core.queue import RUN_EVALUATION_TASK, RUN_JOB_TASK, make_celery
+from app.core.queue import DRIVE_SWEEP_TASK, RUN_EVALUATION_TASK, RUN_JOB_TASK, make_celery
 from app.core.settings import get_settings
 from app.db.engine import make_engine, make_session_factory
 from workers.evaluations import run_in_process
 from workers.reconciler import Reconciler, ReconcilerThread
 from workers.supervisor import remove_stale_registries, supervise, trainer_registry
+from workers.sweep_driver import drive_and_send, drive_due
 
 celery_app: Celery = make_celery(get_settings())
 log = logging.getLogger("nnforge.worker")
@@ -29,7 +30,16 @@ def run_job(self: Task, job_id: str, queue: str | None = None) -> str:
     was sent for; app/db/job_state.py says why every message still starts exactly one job)."""
     if (self.request.delivery_info or {}).get("redelivered"):
         log.info("job %s: message redelivered by the broker", job_id)
-    return supervise(job_id, queue, get_settings())
+    outcome = supervise(job_id, queue, get_settings())
+    drive_due(get_settings(), celery_app)  # a sweep's trial that ended makes room for its next one
+    return outcome
+
+
+@celery_app.task(name=DRIVE_SWEEP_TASK)
+def drive_sweep(sweep_id: str) -> int:
+    """One pass of a sweep's driver (sent at POST /v1/sweeps and by the reconciler); returns the trials it
+    queued."""
+    return drive_and_send(sweep_id, get_settings(), celery_app)
 
 
 @celery_app.task(name=RUN_EVALUATION_TASK)

@@ -20,6 +20,7 @@ from app.db import job_state
 from app.db.engine import transaction
 from app.db.job_state import JobStatus
 from app.db.tables import Job
+from workers.sweep_driver import wake_sweeps
 
 log = logging.getLogger("nnforge.reconciler")
 
@@ -50,6 +51,9 @@ class Reconciler:
         return counts
 
     def take_back_lapsed_leases(self) -> Counter[str]:
+        # Sweeps with something to do that no driver pass has looked at lately (workers/sweep_driver.py).
+        idle = 3 * self.settings.reconcile_seconds
+        counts["sweeps_woken"] = wake_sweeps(self.factory, self.celery, idle_seconds=idle)
         counts: Counter[str] = Counter()
         message = f"no heartbeat for {self.settings.lease_seconds:g} s: worker lost"
         with self.factory() as session:

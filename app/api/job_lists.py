@@ -132,6 +132,8 @@ def _filters(query: JobListQuery, dialect: str) -> list[ColumnElement[bool]]:
         where.append(_optimizer(dialect) == query.optimizer)
     if query.dataset:
         where.append(_dataset(dialect) == query.dataset)
+    if query.sweep_id:  # through the unique (sweep_id, trial_number) index
+        where.append(Job.sweep_id == query.sweep_id)
     if query.created_after:
         where.append(Job.created_at >= query.created_after)
     if query.created_before:

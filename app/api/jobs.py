@@ -208,6 +208,8 @@ def to_public(job: Job, *, position: int | None) -> JobPublic:
         created_at=job.created_at,
         started_at=job.started_at,
         attempt_started_at=job.attempt_started_at,
+        sweep_id=job.sweep_id,
+        trial_number=job.trial_number,
         last_heartbeat_at=job.heartbeat_at,
         worker_host=job.worker_host,
         finished_at=job.finished_at,

@@ -20,6 +20,7 @@ from app.api.routes import (
     samples,
     usage,
 )
+    sweeps,
 from app.api.tokens import OwnerCache
 from app.core.body_limit import BodyLimitMiddleware
 from app.core.observability import install_metrics
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", dashboard.static_files, name="static")
     install_metrics(app, app.state.session_factory)
     app.add_middleware(RequestIdMiddleware)
+    app.include_router(sweeps.router, responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 503))
     app.add_middleware(BodyLimitMiddleware)  # outermost: nothing reads a body past its cap
     configure_logging()
     # The collector's passes stall every request in flight and set the API's p99 under load

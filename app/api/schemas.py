@@ -82,6 +82,7 @@ class JobListQuery(BaseModel):
     name: Name | None = Field(default=None, description="substring, any case")
     optimizer: Text | None = Field(default=None, max_length=32, description="the spec's optimizer.name")
     dataset: Text | None = Field(default=None, max_length=64, description="a built-in's name or an upload id")
+    sweep_id: str | None = Field(default=None, max_length=36, description="the trials of this sweep")
     created_after: datetime | None = Field(default=None, description="inclusive; without a zone, UTC")
     created_before: datetime | None = Field(default=None, description="exclusive; without a zone, UTC")
     id_prefix: str | None = Field(
@@ -167,6 +168,8 @@ class JobPublic(BaseModel):
     )
     worker_host: str | None = Field(default=None, description="the host its latest attempt ran on")
     finished_at: datetime | None
+    sweep_id: str | None = Field(default=None, description="the sweep this job is a trial of")
+    trial_number: int | None = Field(default=None, description="its trial number in that sweep, from 0")
     dataset_deleted: bool = Field(
         default=False, description="the uploaded dataset it trained on was deleted (its checkpoints stay)"
     )

@@ -10,6 +10,7 @@ from app.core.settings import Settings
 
 RUN_JOB_TASK = "nnforge.run_job"
 RUN_EVALUATION_TASK = "nnforge.run_evaluation"  # an evaluation of a checkpoint (workers/evaluations.py)
+DRIVE_SWEEP_TASK = "nnforge.drive_sweep"  # one pass of a sweep's driver (workers/sweep_driver.py)
 QUEUE_FOR_DEVICE = {"cpu": "cpu", "cuda": "gpu", "auto": "any"}  # `any`: whichever worker is free
 QUEUES_FOR_WORKER = {"cpu": ["cpu", "any"], "gpu": ["gpu", "any"]}
 BROKER_POLL_SECONDS = 0.1  # filesystem broker: ~56 ms median dispatch at 0.1 s
@@ -77,3 +78,9 @@ def publish_job(celery: Celery, job_id: str, queue: str) -> None:
 def publish_evaluation(celery: Celery, evaluation_id: str, queue: str) -> None:
     """Run an evaluation on a worker of its job's queue. A duplicate finds it no longer queued and exits."""
     celery.send_task(RUN_EVALUATION_TASK, args=[evaluation_id], queue=queue)
+
+
+def publish_sweep(celery: Celery, sweep_id: str, queue: str) -> None:
+    """Ask a worker of the sweep's queue for a pass of its driver. Duplicates are harmless: passes are
+    serialised and idempotent."""
+    celery.send_task(DRIVE_SWEEP_TASK, args=[sweep_id], queue=queue)

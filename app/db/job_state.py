@@ -34,9 +34,10 @@ class JobStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PRUNED = "pruned"  # a sweep's trial its pruner stopped early (it keeps its metrics and checkpoints)
 
 
-TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.PRUNED})
 
 
 class Priority(StrEnum):
@@ -86,8 +87,8 @@ TRANSITIONS = (
                "(started_at only the first time)"),
     Transition("renew_lease", "running", "running", "lease keeper (training process)", "holds the lease"),
     Transition("record_progress", "running", "running", "training hook", "holds the lease"),
-    Transition("finish", "running", "succeeded · failed · cancelled", "training process, supervisor",
-               "holds the lease"),
+    Transition("finish", "running", "succeeded · failed · cancelled · pruned", "training process, supervisor",
+               "holds the lease; pruned: a sweep's trial its pruner stopped (workers/sweep_pruning.py)"),
     Transition("hand_back", "running", "queued", "training process (warm shutdown)", "holds the lease"),
     Transition("settle_lost_run", "running", "queued · failed", "supervisor (the training process died)",
                "holds the lease; queued while attempts are left (attempt ≤ max_restarts), else failed"),
@@ -96,7 +97,7 @@ TRANSITIONS = (
     Transition("cancel_queued", "queued", "cancelled", "API (POST …/cancel)", "queued, version unchanged"),
     Transition("request_cancel", "running", "running (cancel_requested)", "API (POST …/cancel)",
                "running; the runner sees it at its next heartbeat and finishes as cancelled"),
-    Transition("release_dataset", "succeeded · failed · cancelled", "unchanged (dataset_id NULL)",
+    Transition("release_dataset", "succeeded · failed · cancelled · pruned", "unchanged (dataset_id NULL)",
                "API (DELETE /v1/datasets/{id})", "finished; a queued or running user refuses the delete"),
 )  # fmt: skip
 

@@ -28,6 +28,32 @@ OPTIMIZER_POSTGRESQL = "(spec #>> '{optimizer,name}')"
 DATASET_POSTGRESQL = "COALESCE(spec #>> '{dataset,name}', spec #>> '{dataset,id}')"  # built-in or upload
 
 
+class Sweep(Base):
+    """Many jobs as one experiment (app/db/sweeps.py; the driver: workers/sweep_driver.py). Its trials are
+    the jobs with its `sweep_id`; Optuna's study (`study_name`) lives apart from these tables."""
+
+    __tablename__ = "sweep"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # models.sweep_space.SweepSpec, as submitted
+    objective: Mapped[dict[str, str]] = mapped_column(JSON)  # {metric, direction}: explicit, never defaulted
+    trials: Mapped[int] = mapped_column(Integer)
+    parallel: Mapped[int] = mapped_column(Integer)
+    queue: Mapped[str] = mapped_column(String(16))  # its trials' queue; the driver's messages go there too
+    status: Mapped[str] = mapped_column(String(16))  # app.db.sweeps.SweepStatus
+    told: Mapped[int] = mapped_column(Integer, default=0)  # finished trials the driver has told Optuna
+    driven_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the driver's latest pass
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_sweep_owner_created", "owner", "created_at", "id"),
+        Index("ix_sweep_status", "status"),
+    )
+
+
 class Job(Base):
     __tablename__ = "job"
 
@@ -81,8 +107,13 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the first attempt's start
     attempt_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the latest attempt's
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A sweep's trial (app/db/sweeps.py): its number in the sweep (Optuna's) and its parameters {path: value}
+    sweep_id: Mapped[str | None] = mapped_column(String(36))  # sweep.id; sweeps are never deleted
+    trial_number: Mapped[int | None] = mapped_column(Integer)
+    trial_params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     __table_args__ = (
+        Index("uq_job_sweep_trial", "sweep_id", "trial_number", unique=True),  # each trial queued once
         Index("ix_job_owner_created", "owner", "created_at", "id"),
         Index("ix_job_status_created", "status", "created_at"),
         Index("ix_job_owner_attempt_started", "owner", "attempt_started_at"),  # an owner's last start
