@@ -18,9 +18,9 @@ from app.api.routes import (
     logs,
     metrics,
     samples,
+    sweeps,
     usage,
 )
-    sweeps,
 from app.api.tokens import OwnerCache
 from app.core.body_limit import BodyLimitMiddleware
 from app.core.observability import install_metrics
