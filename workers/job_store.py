@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker, undefer
 
 from app.db import job_state
 from app.db.base import utcnow
@@ -21,7 +21,7 @@ from app.db.checkpoint_retention import ONLY_THE_NEWEST, RetentionPolicy, prune
 from app.db.engine import transaction
 from app.db.job_state import ErrorKind, JobStatus, Settled
 from app.db.no_space import is_no_space
-from app.db.tables import Checkpoint, Dataset, Metric
+from app.db.tables import Checkpoint, Dataset, Job, Metric
 from app.db.usage import owner_over_storage
 
 log = logging.getLogger("nnforge.worker")
@@ -167,6 +167,17 @@ class JobStore:
         with self.factory() as session:
             row = job_state.newest_checkpoint(session, job_id=self.job_id)
             return job_state.verified_bytes(row) if row is not None else None
+
+    @survives_outages
+    def parent_checkpoint(self) -> bytes | None:
+        """The bytes of the checkpoint the job starts from (init_from), verified; None without a parent. The
+        checkpoint is protected while the job exists (app/db/checkpoints.py)."""
+        with self.factory() as session:
+            checkpoint_id = session.scalar(select(Job.parent_checkpoint_id).where(Job.id == self.job_id))
+            if checkpoint_id is None:
+                return None
+            row = session.get_one(Checkpoint, checkpoint_id, options=[undefer(Checkpoint.data)])
+            return job_state.verified_bytes(row)
 
     @survives_outages
     def forget_metrics_after(self, step: int) -> None:

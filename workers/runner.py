@@ -201,7 +201,11 @@ def _train(store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat
             f" from step {resume['progress']['step']}" if resume else "",
         )
         try:
-            result: FitResult | Diverged = fit(spec, hook=hook, dataset=dataset, resume=resume)
+            parent = store.parent_checkpoint() if resume is None else None  # init_from: a new run's start
+            parent_state = read_checkpoint(parent) if parent is not None else None
+            result: FitResult | Diverged = fit(
+                spec, hook=hook, dataset=dataset, resume=resume, parent=parent_state
+            )
         except Diverged as error:  # an outcome like any other: its metrics up to the end are written
             result = error
         finally:

@@ -6,6 +6,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.api.jobs import JobConflict, JobNotFound, get_job
+from app.api.lineage import children_ids
 from app.api.problems import NotFound
 from app.db.checkpoints import protected_checkpoint_ids
 from app.db.deletion import delete_finished_job, delete_unused_dataset
@@ -14,12 +15,20 @@ from app.db.tables import Checkpoint, Dataset, Job
 
 
 def delete_job(*, session: Session, job_id: str, owner: str) -> None:
-    """Delete a finished job and everything it stored; JobConflict (409) while it is queued or running."""
-    job = get_job(session=session, job_id=job_id, owner=owner)
+    """Delete a finished job and everything it stored; JobConflict (409) while it is queued or running, or
+    while jobs that started from it exist (they name its checkpoint). Its row is locked first, so no child
+    is submitted between the check and the delete (create_job locks the parent it resolves)."""
+    job = get_job(session=session, job_id=job_id, owner=owner, lock=True)
     if job.status not in TERMINAL:
         raise JobConflict(
             f"job {job_id} is {job.status}: cancel it first (POST /v1/jobs/{job_id}/cancel, or "
             f"`nnforge cancel {job_id}`), then delete it once it is cancelled"
+        )
+    children = children_ids(session, owner=owner, job_ids=[job_id], limit=6)
+    if children:
+        raise JobConflict(
+            f"jobs started from job {job_id} and need its checkpoint ({', '.join(children[:5])}"
+            f"{', …' if len(children) > 5 else ''}): delete them first (GET /v1/jobs?parent={job_id})"
         )
     if not delete_finished_job(session, job_id=job_id, owner=owner):
         session.rollback()  # deleted meanwhile by another request
@@ -38,8 +47,9 @@ def delete_checkpoint(*, session: Session, job_id: str, owner: str, checkpoint_i
         raise NotFound("checkpoint", checkpoint_id)
     if checkpoint_id in protected_checkpoint_ids(session, job):
         raise JobConflict(
-            f"checkpoint {checkpoint_id} is job {job_id}'s newest (what a resume starts from) or its best "
-            f"epoch's (what `best` downloads) and is kept while the job is; delete the job to remove it"
+            f"checkpoint {checkpoint_id} is job {job_id}'s newest (what a resume starts from), its best "
+            f"epoch's (what `best` downloads) or one that jobs started from (init_from), and is kept while "
+            "they are"
         )
     session.delete(checkpoint)
 

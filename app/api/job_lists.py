@@ -140,6 +140,8 @@ def _filters(query: JobListQuery, dialect: str) -> list[ColumnElement[bool]]:
         where.append(Job.created_at < query.created_before)
     if query.id_prefix:  # hex digits and dashes: nothing LIKE would read as a wildcard
         where.append(Job.id.like(f"{query.id_prefix.lower()}%"))
+    if query.parent:
+        where.append(Job.parent_job_id == query.parent.lower())
     return where
 
 

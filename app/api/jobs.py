@@ -7,6 +7,7 @@ from math import ceil
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.api.lineage import parent_of, resolve_parent
 from app.api.schemas import MAX_TAGS, JobCreate, JobError, JobPublic, JobUpdate, Progress
 from app.core.queue import QUEUE_FOR_DEVICE
 from app.core.request_id import current as current_request_id
@@ -75,6 +76,9 @@ def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Setti
     spec = JobSpec.model_validate(job_in.model_dump(exclude={"name", "tags", "notes", "priority"}))
     info, dataset_id = dataset_info_for(session=session, spec=spec, owner=owner)
     dry = dry_check(spec, info)
+    parent = resolve_parent(session=session, spec=spec, info=info, owner=owner) if spec.init_from else None
+    if parent is not None and spec.init_from is not None:  # stored with the parent's whole id
+        spec = spec.model_copy(update={"init_from": spec.init_from.model_copy(update={"job": parent.job_id})})
     # Stored as run: the objective is explicit, so every reader shows the same "best".
     spec = spec.model_copy(update={"training": spec.training.model_copy(update={"objective": dry.objective})})
     n_train = split_sizes(info.num_samples, spec.training.validation_fraction, spec.training.test_fraction)[
@@ -96,6 +100,8 @@ def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Setti
         status=JobStatus.QUEUED,
         priority=job_in.priority,
         request_id=current_request_id(),
+        parent_job_id=parent.job_id if parent else None,
+        parent_checkpoint_id=parent.checkpoint_id if parent else None,
         version=0,
         attempt=0,
         max_restarts=limits.max_restarts,
@@ -214,4 +220,5 @@ def to_public(job: Job, *, position: int | None) -> JobPublic:
         worker_host=job.worker_host,
         finished_at=job.finished_at,
         dataset_deleted=job.dataset_id is None and job.spec["dataset"].get("id") is not None,
+        parent=parent_of(job),
     )

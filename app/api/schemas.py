@@ -88,6 +88,9 @@ class JobListQuery(BaseModel):
     id_prefix: str | None = Field(
         default=None, min_length=MIN_ID_PREFIX, max_length=36, pattern=r"^[0-9A-Fa-f-]+$"
     )
+    parent: str | None = Field(
+        default=None, max_length=36, pattern=r"^[0-9A-Fa-f-]+$", description="the jobs started from this job"
+    )
     sort: JobSort = Field(
         default="-created",
         description="created, duration or best.METRIC (the best epoch's value; test_* from the best "
@@ -126,6 +129,15 @@ class Progress(BaseModel):
 class JobError(BaseModel):
     type: ErrorKind
     message: str
+
+
+class ParentPublic(BaseModel):
+    """The job and checkpoint a job started from (its spec's init_from, resolved when it was submitted)."""
+
+    job_id: str
+    checkpoint_id: int = Field(description="kept (retention and deletion refuse it) while this job exists")
+    load: Literal["all", "body"]
+    freeze: Literal["none", "body"]
 
 
 class JobPublic(BaseModel):
@@ -173,6 +185,25 @@ class JobPublic(BaseModel):
     dataset_deleted: bool = Field(
         default=False, description="the uploaded dataset it trained on was deleted (its checkpoints stay)"
     )
+    parent: ParentPublic | None = Field(default=None, description="the job it started from (init_from)")
+
+
+class LineageJob(BaseModel):
+    id: str
+    name: str | None
+    status: JobStatus
+    arch: str
+    created_at: datetime
+    parent: ParentPublic | None
+
+
+class LineagePublic(BaseModel):
+    """GET /v1/jobs/{id}/lineage: where a job came from and what came from it."""
+
+    job: LineageJob
+    ancestors: list[LineageJob] = Field(description="its parent first, then the parent's parent, …")
+    descendants: list[LineageJob] = Field(description="breadth first, each naming its parent")
+    truncated: bool = Field(description="over MAX_LINEAGE_JOBS ancestors or descendants: the rest left out")
 
 
 class JobsPublic(BaseModel):

@@ -22,6 +22,7 @@ from app.client.cli_render import (
     print_status,
 )
 from app.client.client import AmbiguousJobId, Client, NnforgeError
+from app.client.lineage import from_overrides
 from app.db.job_state import JobStatus, Priority
 
 console = Console(stderr=True)
@@ -97,6 +98,9 @@ def exit_code(status: str) -> int:
 def submit(
     spec_file: Annotated[Path, typer.Argument(help="job spec, YAML or JSON (`nnforge template`)")],
     set_: SetOpt = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="start from a job's checkpoint: JOB[:best|latest|ID]")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="a name to recognise the job by")] = None,
     tag: Annotated[
         list[str] | None, typer.Option("--tag", help="a tag to find it by (repeatable; added to the file's)")
@@ -115,7 +119,7 @@ def submit(
     only when it succeeds."""
     from app.client.cli_follow import Follower
 
-    spec = read_spec(spec_file, set_ or [])
+    spec = read_spec(spec_file, [*(from_overrides(from_) if from_ else []), *(set_ or [])])
     with remote(spec_file):
         tags = list(dict.fromkeys([*spec.get("tags", []), *(tag or [])]))
         notes = notes if notes is not None else spec.get("notes")

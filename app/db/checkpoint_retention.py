@@ -10,6 +10,7 @@ from typing import Any, Literal
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from app.db.checkpoints import started_from
 from app.db.tables import Checkpoint
 
 
@@ -63,7 +64,7 @@ def prune(session: Session, job_id: str, policy: RetentionPolicy) -> int:
     rows = [
         StoredCheckpoint(*row) for row in session.execute(select(*columns).where(Checkpoint.job_id == job_id))
     ]
-    dropped = {r.id for r in rows} - kept(rows, policy)
+    dropped = {r.id for r in rows} - kept(rows, policy) - started_from(session, job_id)  # children's
     if dropped:
         session.execute(delete(Checkpoint).where(Checkpoint.id.in_(dropped)))
     return len(dropped)

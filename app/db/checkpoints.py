@@ -23,10 +23,17 @@ def best_checkpoint_query(job: Job) -> Select[Checkpoint] | None:
     )
 
 
+def started_from(session: Session, job_id: str) -> set[int]:
+    """The job's checkpoints that other jobs started from (their init_from): kept while those jobs exist."""
+    query = select(Job.parent_checkpoint_id).where(Job.parent_job_id == job_id)
+    return {checkpoint_id for checkpoint_id in session.scalars(query) if checkpoint_id is not None}
+
+
 def protected_checkpoint_ids(session: Session, job: Job) -> frozenset[int]:
-    """The checkpoints a job must keep: its newest (what a resume, and `checkpoints/latest`, needs) and its
-    best epoch's (what `checkpoints/best` downloads). Empty for a job without checkpoints. Read `job` fresh
-    (or lock its row) when the answer decides a deletion: both move while the job runs."""
+    """The checkpoints a job must keep: its newest (what a resume, and `checkpoints/latest`, needs), its
+    best epoch's (what `checkpoints/best` downloads) and those its children started from. Empty for a job
+    without checkpoints. Read `job` fresh (or lock its row) when the answer decides a deletion: the first
+    two move while the job runs."""
     newest = session.scalar(
         select(Checkpoint.id)
         .where(Checkpoint.job_id == job.id, Checkpoint.resumable)
@@ -35,4 +42,4 @@ def protected_checkpoint_ids(session: Session, job: Job) -> frozenset[int]:
     )
     best_query = best_checkpoint_query(job)
     best = session.scalar(best_query.with_only_columns(Checkpoint.id)) if best_query is not None else None
-    return frozenset(i for i in (newest, best) if i is not None)
+    return frozenset(i for i in (newest, best) if i is not None) | started_from(session, job.id)

@@ -9,13 +9,15 @@ leaves nothing behind."""
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Column, ColumnElement, Table, delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Column, ColumnElement, Table, delete, exists, select
+from sqlalchemy.orm import Session, aliased
 
 from app.db import job_logs, job_state  # noqa: F401  (job_logs puts job_log, which names the job, on Base.metadata)
 from app.db.base import Base
 from app.db.job_state import TERMINAL
 from app.db.tables import Dataset, IdempotencyKey, Job
+
+_CHILD = aliased(Job)  # a job that started from the one in the statement (init_from)
 
 
 def job_parts() -> list[tuple[Table, Column[str]]]:
@@ -44,7 +46,8 @@ def delete_finished_job(session: Session, *, job_id: str, owner: str) -> bool:
     for table, job_column in job_parts():
         session.execute(delete(table).where(job_column == job_id))
     session.execute(delete(IdempotencyKey).where(_replays_of(owner, job_id)))
-    gone = session.execute(delete(Job).where(Job.id == job_id, Job.status.in_(TERMINAL)))
+    has_children = exists().where(_CHILD.parent_job_id == job_id)  # they need its checkpoint (init_from)
+    gone = session.execute(delete(Job).where(Job.id == job_id, Job.status.in_(TERMINAL), ~has_children))
     return gone.rowcount == 1  # type: ignore[attr-defined]
 
 
@@ -80,6 +83,7 @@ def expired_jobs(session: Session, *, finished_before: datetime, limit: int) -> 
             # created_at ≤ finished_at: this bound lets the (status, created_at) index do the scan
             Job.created_at < finished_before,
             Job.finished_at < finished_before,
+            ~exists().where(_CHILD.parent_job_id == Job.id),  # a parent stays while its children do
         )
         .order_by(Job.finished_at)
         .limit(limit)

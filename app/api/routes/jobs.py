@@ -19,7 +19,8 @@ from app.api.jobs import (
     to_public,
     update_job,
 )
-from app.api.schemas import JobCreate, JobListQuery, JobPublic, JobsPublic, JobUpdate
+from app.api.lineage import lineage
+from app.api.schemas import JobCreate, JobListQuery, JobPublic, JobsPublic, JobUpdate, LineagePublic
 from app.api.usage import BYTES_PER_PARAMETER, ensure_room
 from app.core.queue import publish_job
 from app.db.space import reclaim_space
@@ -96,6 +97,12 @@ async def read_job(job_id: str, request: Request, owner: OwnerDep) -> Response:
 
     body = await reads.read(job_id, owner, read)
     return Response(body, media_type="application/json")
+
+
+@router.get("/{job_id}/lineage", response_model=LineagePublic)
+def read_lineage(job_id: str, session: SessionDep, owner: OwnerDep) -> LineagePublic:
+    """The jobs this one started from (init_from), its parent first, and those started from it."""
+    return lineage(session=session, job=get_job(session=session, job_id=job_id, owner=owner))
 
 
 @router.patch("/{job_id}", response_model=JobPublic)
