@@ -20,7 +20,6 @@ from app.db import job_state
 from app.db.engine import transaction
 from app.db.job_state import JobStatus
 from app.db.tables import Job
-from workers.sweep_driver import wake_sweeps
 
 log = logging.getLogger("nnforge.reconciler")
 
@@ -29,8 +28,11 @@ class Reconciler:
     def __init__(self, factory: sessionmaker[Session], celery: Celery, settings: Settings) -> None:
         self.factory, self.celery, self.settings = factory, celery, settings
         # After the database comes back, heartbeats are stale through no runner's fault: judge leases only
-        # after an uninterrupted view of our own.
+        # after an uninterrupted view of our own. A start that reaches the database at once saw no outage
+        # and judges leases from its first pass, so a killed worker's job is taken back within
+        # LEASE_SECONDS + RECONCILE_SECONDS of the kill by the worker that replaced it.
         self.connected_since: float | None = None
+        self.outage_seen = False
 
     def run_once(self) -> Counter[str]:
         """Counts of the jobs taken back, by the status they were left in, and of the messages re-sent."""
@@ -38,10 +40,11 @@ class Reconciler:
             with self.factory() as session:
                 session.execute(select(1))
         except OperationalError:
-            self.connected_since = None
+            self.connected_since, self.outage_seen = None, True
             return Counter()
         if self.connected_since is None:
-            self.connected_since = time.monotonic()
+            grace_served = 0.0 if self.outage_seen else 2 * self.settings.lease_seconds
+            self.connected_since = time.monotonic() - grace_served
         counts: Counter[str] = Counter()
         # Two lease periods: one for runners to renew after an outage (their retries back off up to 2 s).
         if time.monotonic() - self.connected_since >= 2 * self.settings.lease_seconds:
@@ -51,9 +54,6 @@ class Reconciler:
         return counts
 
     def take_back_lapsed_leases(self) -> Counter[str]:
-        # Sweeps with something to do that no driver pass has looked at lately (workers/sweep_driver.py).
-        idle = 3 * self.settings.reconcile_seconds
-        counts["sweeps_woken"] = wake_sweeps(self.factory, self.celery, idle_seconds=idle)
         counts: Counter[str] = Counter()
         message = f"no heartbeat for {self.settings.lease_seconds:g} s: worker lost"
         with self.factory() as session:

@@ -118,15 +118,20 @@ def serve(
         int | None,
         typer.Option(min=1, max=256, help="jobs trained at once (default: WORKER_CONCURRENCY, else cores)"),
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="the worker's output here too, not only in its log file")
+    ] = False,
 ) -> None:
     """Run the API and a worker: SQLite and a filesystem broker under NNFORGE_HOME unless DATABASE_URL and
-    REDIS_URL say otherwise. Migrates the database first; Ctrl-C stops everything."""
+    REDIS_URL say otherwise. Migrates the database first; a child that dies is restarted; Ctrl-C stops
+    everything."""
     from app.client.serve import serve as run_service
     from app.core.settings import Settings
 
     given = {"host": host, "port": port, "worker_concurrency": workers}
     overrides = {k: v for k, v in given.items() if v is not None}
-    raise typer.Exit(code=run_service(Settings(**overrides), with_worker=worker))  # type: ignore[arg-type]
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    raise typer.Exit(code=run_service(settings, with_worker=worker, verbose=verbose))
 
 
 @cli.command()

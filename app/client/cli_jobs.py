@@ -4,6 +4,9 @@ cancel, download, datasets. A job is named by its id or a unique prefix of it (4
 4xx, an ambiguous id prefix), 3 the service could not be reached or answered 5xx."""
 
 import contextlib
+import sys
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
@@ -269,16 +272,46 @@ def metrics(
 
 
 def logs(
-    job_id: JobArg,
+    job_id: Annotated[
+        str | None,
+        typer.Argument(help="the job id or a unique prefix; none: the output of `nnforge serve`'s worker"),
+    ] = None,
     follow: FollowOpt = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
-    """The worker's log lines of a job: start, device, each epoch, warnings, the traceback of a failure."""
+    """The worker's log lines of a job: start, device, each epoch, warnings, the traceback of a failure.
+    Without a job: the embedded worker's own output (its log file under NNFORGE_HOME)."""
+    if job_id is None:
+        print_service_log(follow)
+        return
     with remote():
         job = client(url, token).job(job_id)
         print_lines(job.follow_logs() if follow else iter(job.logs()["items"]), output, log_line)
+
+
+SERVICE_LOG_LINES = 200
+
+
+def print_service_log(follow: bool) -> None:
+    from app.client.serve import service_log
+    from app.core.settings import Settings
+
+    path = service_log(Settings())
+    if not path.exists():
+        console.print(f"[red]error[/red] no worker output at {path}: has `nnforge serve` run here?")
+        raise typer.Exit(code=1)
+    with path.open(errors="replace") as lines:
+        for line in deque(lines, maxlen=SERVICE_LOG_LINES):
+            sys.stdout.write(line)
+        while follow:
+            line = lines.readline()
+            if line:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            else:
+                time.sleep(0.5)
 
 
 def samples(

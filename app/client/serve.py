@@ -1,6 +1,7 @@
-"""`nnforge serve`: migrate, then run the API and a worker (WORKER_CONCURRENCY slots) as child processes and
-stop them together. `nnforge api` (the API process here, in the Dockerfile and in docker-compose.yml) runs
-uvicorn with the settings of app.core.settings."""
+"""`nnforge serve`: migrate, then run the API and a worker (WORKER_CONCURRENCY slots) as supervised child
+processes (restarted when they die; app.client.launcher) and stop them together. `nnforge api` (the API
+process here, in the Dockerfile and in docker-compose.yml) runs uvicorn with the settings of
+app.core.settings."""
 
 import ipaddress
 import os
@@ -15,14 +16,14 @@ from types import FrameType
 import uvicorn
 
 from app.api.tokens import create_token
+from app.client.launcher import POLL_SECONDS, Child, CrashLoop, Supervisor
 from app.core.queue import QUEUES_FOR_WORKER, ensure_broker_folders
 from app.core.settings import Settings
 from app.core.slow_clients import ReadTimeouts, guarded_protocol
 from app.db.engine import make_engine, make_session_factory, transaction
 from app.db.migrate import upgrade_to_head
 
-POLL_SECONDS = 0.5
-STOP_GRACE_SECONDS = 15
+STOP_GRACE_SECONDS = 15  # the worker's warm shutdown: its training processes checkpoint and hand back
 
 
 def worker_device(settings: Settings) -> str:
@@ -162,11 +163,21 @@ def stop_group(process: subprocess.Popen[bytes], *, grace: float = 30.0) -> None
         process.wait()
 
 
-def serve(settings: Settings, *, with_worker: bool = True) -> int:
+def service_log(settings: Settings) -> Path:
+    """Where `nnforge serve` writes the worker's output (`nnforge logs` without a job prints it)."""
+    return settings.nnforge_home / "logs" / "worker.log"
+
+
+def serve(settings: Settings, *, with_worker: bool = True, verbose: bool = False) -> int:
+    """Run the API and the worker as supervised children (app.client.launcher) until SIGINT or SIGTERM:
+    0 when asked to stop, 1 when a child keeps crashing."""
     prepare(settings)
-    children = [subprocess.Popen(api_command(settings))]
+    children = [Child("API", api_command(settings))]
     if with_worker:
-        children.append(subprocess.Popen(worker_command(settings)))
+        # The worker's banner and warnings go to its log unless --verbose; the terminal keeps what users need.
+        children.append(Child("worker", worker_command(settings), None if verbose else service_log(settings)))
+    supervisor = Supervisor(children, say=lambda line: print(f"nnforge: {line}", flush=True))
+    supervisor.start()
     url = f"http://{settings.host}:{settings.port}"
     auth = f' -H "Authorization: Bearer $(cat {token_file(settings)})"' if settings.auth else ""
     print(
@@ -176,6 +187,7 @@ def serve(settings: Settings, *, with_worker: bool = True) -> int:
             if settings.auth
             else ""
         )
+        + (f"worker output: {service_log(settings)} (nnforge logs)\n" if with_worker and not verbose else "")
         + f"try: curl -s -X POST {url}/v1/jobs{auth} -H 'content-type: application/json' "
         '-d \'{"dataset": {"name": "digits"}, "model": {"arch": "mlp"}}\'',
         flush=True,
@@ -188,16 +200,13 @@ def serve(settings: Settings, *, with_worker: bool = True) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    while not stopping and all(child.poll() is None for child in children):
-        time.sleep(POLL_SECONDS)
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-    return 0 if stopping else 1
+    code = 0
+    try:
+        while not stopping:
+            supervisor.check()
+            time.sleep(POLL_SECONDS)
+    except CrashLoop as crash:
+        print(f"nnforge: {crash}", file=sys.stderr, flush=True)
+        code = 1
+    supervisor.stop(STOP_GRACE_SECONDS)
+    return code
