@@ -4,6 +4,7 @@ the crash-loop stop, nothing left behind by a child, and the stop's grace."""
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,14 @@ from app.client.launcher import CRASH_LOOP_RESTARTS, Child, CrashLoop, Superviso
 
 def python(code: str) -> list[str]:
     return [sys.executable, "-c", code]
+
+
+def check_until(supervisor: Supervisor, condition: Callable[[], object], what: str) -> None:
+    def checked() -> object:
+        supervisor.check()
+        return condition()
+
+    wait_for(checked, timeout=20, interval=0.05, what=what)
 
 
 def alive(pid: int) -> bool:
@@ -36,10 +45,10 @@ def test_a_child_that_exits_is_restarted_after_its_backoff_and_the_others_go_on(
     try:
         assert steady.process is not None and flaky.process is not None
         first_pid, api_pid = flaky.process.pid, steady.process.pid
-        wait_for(lambda: supervisor.check() or said, timeout=20, interval=0.05, what="the exit to be noticed")
+        check_until(supervisor, lambda: said, "the exit to be noticed")
         assert said == ["the worker exited with status 3; restarting it in 0.3 s"]
         assert not flaky.running()  # not before its backoff
-        wait_for(lambda: supervisor.check() or flaky.running(), timeout=20, interval=0.05, what="the restart")
+        check_until(supervisor, flaky.running, "the restart")
         assert flaky.process.pid != first_pid
         assert said[-1] == f"restarted the worker (pid {flaky.process.pid})"
         assert steady.running() and steady.process.pid == api_pid
@@ -75,7 +84,7 @@ def test_what_an_exited_child_started_goes_with_it(tmp_path: Path) -> None:
     )
     supervisor = Supervisor([parent], say=lambda _: None, backoff=(60.0,))
     supervisor.start()
-    wait_for(lambda: supervisor.check() or parent.restart_at, timeout=20, interval=0.05, what="the exit")
+    check_until(supervisor, lambda: parent.restart_at, "the exit")
     grandchild = int(pid_file.read_text())
     wait_for(lambda: not alive(grandchild), timeout=10, interval=0.05, what="the grandchild to be killed")
 
