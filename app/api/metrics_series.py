@@ -7,6 +7,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_, union
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
 from app.api.schemas import MetricPoint
@@ -112,12 +113,12 @@ def _bucket_extremes(mine: ColumnElement[bool], names: list[str], buckets: int) 
     )
     lowest = (
         select(placed.c.name, placed.c.lo_step.label("step"))
-        .distinct(placed.c.name, placed.c.bucket)
+        .ext(distinct_on(placed.c.name, placed.c.bucket))
         .order_by(placed.c.name, placed.c.bucket, placed.c.lo_value, placed.c.lo_step)
     )
     highest = (
         select(placed.c.name, placed.c.hi_step.label("step"))
-        .distinct(placed.c.name, placed.c.bucket)
+        .ext(distinct_on(placed.c.name, placed.c.bucket))
         .order_by(placed.c.name, placed.c.bucket, placed.c.hi_value.desc(), placed.c.hi_step)
     )
     return union(lowest, highest)  # type: ignore[return-value]
