@@ -14,11 +14,11 @@ import math
 from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from models import limits
 from models.errors import SpecError, SpecIssue
-from models.specs import Spec
+from models.specs import Spec, issue_reason
 
 MAX_SWEEP_TRIALS: Final = 200
 MAX_SWEEP_PARALLEL: Final = 16
@@ -88,7 +88,8 @@ class Range(Spec):
 
 
 def _distribution_kind(value: Any) -> str:
-    return "choice" if isinstance(value, Choice) or (isinstance(value, dict) and "choices" in value) else "range"
+    choice = isinstance(value, Choice) or (isinstance(value, dict) and "choices" in value)
+    return "choice" if choice else "range"
 
 
 Distribution = Annotated[
@@ -138,6 +139,26 @@ class SweepSpec(Spec):
         if self.trials > grid_size(self):
             raise ValueError(f"trials ({self.trials}) is above the grid's {grid_size(self)} points")
         return self
+
+
+def parse_sweep(raw: Any) -> SweepSpec:
+    """Validate a raw mapping into a SweepSpec; every problem becomes a SpecIssue naming its field (a space's
+    path as `space.PATH`, without the distribution kind pydantic puts in error locations)."""
+    try:
+        return SweepSpec.model_validate(raw)
+    except ValidationError as error:
+        issues = [
+            SpecIssue(_field(err["loc"]), err.get("input"), issue_reason(err))
+            for err in error.errors(include_url=False)
+        ]
+        raise SpecError(issues) from None
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    parts = list(loc)
+    if parts[:1] == ["space"] and len(parts) >= 3 and parts[2] in ("choice", "range"):
+        del parts[2]
+    return ".".join(str(p) for p in parts) or "sweep"
 
 
 def grid_size(sweep: SweepSpec) -> int:

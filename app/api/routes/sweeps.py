@@ -3,7 +3,7 @@
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import APIRouter, Body, Header, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from app.api.deps import CeleryDep, OwnerDep, SessionDep
@@ -12,7 +12,7 @@ from app.api.sweep_schemas import SweepListQuery, SweepPublic, SweepsPublic, Tri
 from app.api.sweeps import cancel, create_sweep, get_sweep, list_sweeps, read_sweep, sorted_trials
 from app.core.queue import publish_sweep
 from app.db.sweeps import trials_of
-from models.sweep_space import SweepSpec
+from models.sweep_space import parse_sweep
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
 log = logging.getLogger("nnforge.api")
@@ -25,7 +25,7 @@ log = logging.getLogger("nnforge.api")
     responses={409: {"description": "the same Idempotency-Key is still in flight"}},
 )
 def submit_sweep(
-    sweep_in: SweepSpec,
+    body: Annotated[dict[str, Any], Body(description="models.sweep_space.SweepSpec: name, base, space, …")],
     request: Request,
     session: SessionDep,
     celery: CeleryDep,
@@ -35,6 +35,8 @@ def submit_sweep(
     """Check the space's corners like POSTed jobs, store the sweep, then ask a worker for its driver's first
     pass (which queues up to `parallel` trials). With an `Idempotency-Key`, a retry returns the first
     response and creates nothing."""
+
+    sweep_in = parse_sweep(body)
 
     def create() -> tuple[int, Any, dict[str, str]]:
         sweep = create_sweep(session=session, sweep_in=sweep_in, owner=owner)
