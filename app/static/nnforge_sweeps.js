@@ -13,6 +13,7 @@ const nnforgeSweeps = (() => {
   const TOP = 5;
   const TERMINAL = ["succeeded", "failed", "cancelled"];
   const ENDED = ["complete", "pruned", "failed", "cancelled"];
+  const DRAWN = ["complete", "pruned"]; // a running trial's value still moves; a failed one has none
   const STATES = ["complete", "pruned", "running", "queued", "failed", "cancelled"];
   const COLORS = { complete: "#1f77b4", pruned: "#ff7f0e", best: "#2ca02c" };
   const LABEL_CHARS = 14; // a categorical tick (a list, a sub-spec) is cut short; the table has it whole
@@ -20,7 +21,7 @@ const nnforgeSweeps = (() => {
   const number = (value) => (value === null || value === undefined ? null : Number(value)); // "NaN" arrives as text
   const text = (value) => (typeof value === "string" ? value : JSON.stringify(value));
   const short = (value) => (value.length > LABEL_CHARS ? `${value.slice(0, LABEL_CHARS - 1)}…` : value);
-  const maximizes = (objective) => /^max/.test(objective.direction || objective.mode || "");
+  const maximizes = (objective) => objective.direction === "maximize";
 
   function countsText(counts) {
     return STATES.filter((state) => counts[state]).map((state) => `${counts[state]} ${state}`).join(" · ");
@@ -121,7 +122,7 @@ const nnforgeSweeps = (() => {
   // The objective of each ended trial by its number, and the best so far among the complete ones.
   function drawObjective(element, trials, objective, valueOf) {
     const better = maximizes(objective) ? (a, b) => a > b : (a, b) => a < b;
-    const shown = trials.filter((t) => Number.isFinite(valueOf(t)));
+    const shown = trials.filter((t) => DRAWN.includes(t.state) && Number.isFinite(valueOf(t)));
     const xs = shown.map((t) => t.number);
     const complete = shown.map((t) => (t.state === "complete" ? valueOf(t) : null));
     const pruned = shown.map((t) => (t.state === "pruned" ? valueOf(t) : null));
@@ -154,7 +155,7 @@ const nnforgeSweeps = (() => {
     const points = [];
     for (const trial of trials) {
       const y = valueOf(trial);
-      if (!(path in trial.params) || !Number.isFinite(y)) continue;
+      if (!DRAWN.includes(trial.state) || !(path in trial.params) || !Number.isFinite(y)) continue;
       const raw = trial.params[path];
       const x = choices ? choices.indexOf(text(raw)) + spread(trial.number) : Number(raw);
       if (Number.isFinite(x) && (!choices || choices.includes(text(raw)))) points.push({ x, y, state: trial.state });
@@ -187,30 +188,8 @@ const nnforgeSweeps = (() => {
     let sweep = null;
     let trials = [];
     let drawn = "";
-    // A pruned trial may carry no value of its own (Optuna records none): the page shows its job's best
-    // epoch before it stopped, read once from /v1/jobs?sweep_id=…, so it can still be placed on the charts.
-    const reported = new Map(); // job id -> objective value
-
-    const valueOf = (trial) => {
-      const own = number(trial.value);
-      if (own !== null || trial.state !== "pruned") return own;
-      return reported.has(trial.job_id) ? reported.get(trial.job_id) : null;
-    };
-
-    async function readReported() {
-      const missing = trials.filter((t) => t.state === "pruned" && t.value == null && t.job_id && !reported.has(t.job_id));
-      if (!missing.length) return;
-      let cursor = null;
-      do {
-        const query = new URLSearchParams({ sweep_id: sweepId, limit: "200", ...(cursor ? { cursor } : {}) });
-        const page = await getJson(`/v1/jobs?${query}`);
-        for (const job of page.items) {
-          const value = number((job.best_metrics || {})[sweep.objective.metric]);
-          if (value !== null) reported.set(job.id, value);
-        }
-        cursor = page.next_cursor;
-      } while (cursor);
-    }
+    // A trial's value: its objective at its best epoch so far (a pruned trial's too).
+    const valueOf = (trial) => number(trial.value);
 
     function showSweep() {
       $("sweep-name").textContent = sweep.name || sweep.id;
@@ -303,8 +282,7 @@ const nnforgeSweeps = (() => {
         const state = row.insertCell().appendChild(document.createElement("span"));
         statusBadge(state, trial.state);
         const value = valueOf(trial);
-        const shown = cell(row, value === null ? "—" : formatValue(value), "number");
-        if (trial.value == null && value !== null) shown.title = "its job's best epoch before it was pruned";
+        cell(row, value === null ? "—" : formatValue(value), "number");
         cell(row, String(trial.epochs_run ?? 0), "number");
         for (const path of paths()) {
           const raw = trial.params[path];
@@ -338,9 +316,8 @@ const nnforgeSweeps = (() => {
       sweep = await getJson(`/v1/sweeps/${sweepId}`);
       // Read after the sweep, so an ended sweep is shown with every trial ended.
       trials = (await getJson(`/v1/sweeps/${sweepId}/trials?sort=number`)).items;
-      await readReported();
       showSweep();
-      const signature = JSON.stringify([trials, [...reported]]);
+      const signature = JSON.stringify(trials);
       if (signature !== drawn) {
         drawn = signature;
         showTrials();
