@@ -30,7 +30,8 @@ def small_job(epochs: int) -> dict:
 def measure(*, embedded: bool, slots: int, jobs: int, epochs: int) -> tuple[float, float]:
     """(wall seconds, sum of training seconds) for `jobs` jobs POSTed at once."""
     with service_stack(embedded=embedded, worker_concurrency=slots) as stack, stack.client() as client:
-        client.post("/v1/jobs", json=small_job(1)).raise_for_status()  # warms the API's dry run and a worker
+        warm_up = client.post("/v1/jobs", json=small_job(1))  # warms the API's dry run and a worker
+        assert warm_up.status_code == 202, warm_up.text
         wait_for(lambda: _all_ended(stack), timeout=120, interval=0.1, what="the warm-up job")
         assert stack.worker_pid is not None
         wait_idle(stack.worker_pid, window=0.5)

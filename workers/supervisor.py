@@ -2,10 +2,11 @@
 of that queue (app.db.job_state.claim, not necessarily the job the message named), wait for it, and settle
 the job when the process could not (it crashed, was killed, or ran past the time limit).
 
-Each task process keeps one standby training process (`python -m workers.trainer --standby`), started as
-soon as the previous job starts: it imports torch while that job trains and waits on stdin, so back-to-back
-jobs start in a fraction of a second instead of several. Still a fresh process per job, never forked from
-one that touched CUDA."""
+Each task process keeps a process ready for its next job. For jobs that cannot use CUDA, a zygote
+(workers.zygote) that imported torch once and forks a training process per job in milliseconds. For the
+others, a standby training process (`python -m workers.trainer --standby`), started as soon as the previous
+job starts: it imports torch while that job trains and waits on stdin. Never a fork of a process that
+touched CUDA."""
 
 import logging
 import os
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from celery.signals import worker_process_init
 from sqlalchemy import select
@@ -27,11 +28,19 @@ from app.db.engine import make_engine, make_session_factory
 from app.db.job_state import ErrorKind, JobStatus
 from app.db.tables import Job
 from workers.job_store import JobStore, job_leased_by
+from workers.zygote import STANDBY_PLACEHOLDER, ForkServer, forks_for
 
 log = logging.getLogger("nnforge.worker")
-# Room in the standby's command line for the job id and lease token it shows once it has its job.
-STANDBY_PLACEHOLDER = "_" * 160
 _standby: subprocess.Popen[bytes] | None = None  # this task process's standby training process
+_zygote: ForkServer | None = None  # this task process's fork server
+
+
+class TrainingProcess(Protocol):
+    """A job's training process as the task waits on it: a standby's Popen or a zygote's child."""
+
+    pid: int
+
+    def wait(self, timeout: float | None = None) -> int: ...
 
 
 def trainer_registry(settings: Settings, worker_pid: int) -> Path:
@@ -82,7 +91,7 @@ def supervise(job_id: str, queue: str | None, settings: Settings) -> str:
         if queue is None or not _any_queued(factory, queue):
             return "skipped"  # a duplicate delivery, or a job cancelled while queued: no process to start
         token = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        code = _run_trainer(settings, f"{queue} {token} {job_id}")
+        code = _run_trainer(settings, queue, f"{queue} {token} {job_id}")
         if code == 0:
             return "done"
         claimed = job_leased_by(factory, token, outage_seconds=settings.db_outage_seconds)
@@ -130,7 +139,20 @@ def _any_queued(factory: sessionmaker[Session], queue: str) -> bool:
 
 @worker_process_init.connect
 def _start_first_standby(**_: Any) -> None:
-    start_standby()
+    if forks_for("any"):  # a CPU machine: every job this process runs is forked
+        start_zygote()
+    else:
+        start_standby()
+
+
+def start_zygote() -> ForkServer:
+    """This task process's fork server, started unless a live one is there."""
+    global _zygote
+    if _zygote is None or not _zygote.alive():
+        if _zygote is not None:
+            _zygote.close()
+        _zygote = ForkServer()
+    return _zygote
 
 
 def start_standby() -> None:
@@ -160,15 +182,27 @@ def _take_standby(line: str) -> subprocess.Popen[bytes] | None:
     return process
 
 
-def _run_trainer(settings: Settings, line: str) -> int | None:
-    """The training process's exit code, or None when it was stopped for running past the time limit."""
-    process = _take_standby(line)
-    if process is None:  # the standby died: a new one, which waits for its imports before it claims
+def _start_training(queue: str, line: str) -> TrainingProcess | None:
+    """A training process given the line; None when none could be started."""
+    if forks_for(queue):
+        process = start_zygote().fork(line)
+        if process is None:  # the zygote died: a new one, which imports before it forks
+            process = start_zygote().fork(line)
+        return process
+    standby = _take_standby(line)
+    if standby is None:  # the standby died: a new one, which waits for its imports before it claims
         start_standby()
-        process = _take_standby(line)
+        standby = _take_standby(line)
+    if standby is not None:
+        start_standby()  # the next job's process imports torch while this one trains
+    return standby
+
+
+def _run_trainer(settings: Settings, queue: str, line: str) -> int | None:
+    """The training process's exit code, or None when it was stopped for running past the time limit."""
+    process = _start_training(queue, line)
     if process is None:
-        return 1  # it died too: nothing claimed, nothing to settle; the reconciler sends the queue again
-    start_standby()  # the next job's process imports torch while this one trains
+        return 1  # nothing claimed, nothing to settle; the reconciler sends the queue again
     registry = trainer_registry(settings, os.getppid())
     registry.mkdir(parents=True, exist_ok=True)
     pid_file = registry / str(process.pid)
@@ -182,4 +216,5 @@ def _run_trainer(settings: Settings, line: str) -> int | None:
         return None
     finally:
         pid_file.unlink(missing_ok=True)
-        start_standby()  # unless the one started with this job is still waiting
+        if not forks_for(queue):
+            start_standby()  # unless the one started with this job is still waiting

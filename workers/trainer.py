@@ -1,16 +1,19 @@
-"""The training process: one per job, started by the task, never forked from a process that touched CUDA.
+"""The training process: one per job, never forked from a process that touched CUDA. On a CPU queue it is a
+child of the task process's zygote (workers.zygote, which imported all this once); elsewhere a fresh
+standby process:
 
     python -m workers.trainer --standby PLACEHOLDER    # then reads "QUEUE LEASE_TOKEN JOB_ID" on stdin
 
-It is started ahead of the next job (workers.supervisor): it imports torch and the engine while the worker is
-idle, then waits on stdin for the queue of the message the task received (and the job that message named),
-which cuts seconds off every job's start. It claims the fairest job of that queue (app.db.job_state.claim),
-not necessarily the one named, and shows the job it claimed in its command line (`workers.trainer JOB_ID
-LEASE_TOKEN`). The claim is made here, after the imports, so that the lease is born in the process that
-keeps it alive.
+A standby is started ahead of the next job (workers.supervisor): it imports torch and the engine while the
+worker is idle, then waits on stdin for the queue of the message the task received (and the job that message
+named), which cuts seconds off every job's start. Either way the process claims the fairest job of that
+queue (app.db.job_state.claim), not necessarily the one named, and shows the job it claimed in its command
+line (`workers.trainer JOB_ID LEASE_TOKEN`). The claim is made here, after the imports, so that the lease is
+born in the process that keeps it alive.
 
 SIGTERM (a worker's warm shutdown) makes it checkpoint and hand the job back to the queue. It dies with the
-task process that started it (PR_SET_PDEATHSIG), so a killed worker leaves no orphan training.
+process that started it (PR_SET_PDEATHSIG: the task process, or the zygote, which dies with the task
+process), so a killed worker leaves no orphan training.
 """
 
 import ctypes
@@ -23,7 +26,7 @@ from types import FrameType
 
 from app.core.queue import make_celery, publish_job
 from app.core.request_id import ENV as REQUEST_ID_ENV
-from app.core.settings import get_settings
+from app.core.settings import Settings, get_settings
 from app.db.engine import make_engine, make_session_factory
 from workers.job_log import job_log
 from workers.job_store import JobStore, claim_next
@@ -88,13 +91,21 @@ def main(queue: str, token: str, message_job_id: str) -> int:
     return 0
 
 
+def preload(settings: Settings) -> None:
+    """Import what every job needs before the job is known; runs nothing (a zygote forks after it)."""
+    import torch._dynamo  # noqa: F401  (torch.optim imports it on the first optimizer: a second or two)
+
+    from models.registry import list_architectures
+
+    list_architectures()  # imports every architecture's module
+    make_engine(settings.resolved_database_url).dispose()  # imports the database driver (~0.25 s)
+
+
 def standby() -> int:
     """Import what every job needs, then claim and run one job of the queue named on stdin (none at end of
     input)."""
     die_with_parent()
-    import torch._dynamo  # noqa: F401  (torch.optim imports it on the first optimizer: a second or two)
-
-    make_engine(get_settings().resolved_database_url).dispose()  # imports the database driver (~0.25 s)
+    preload(get_settings())
 
     words = sys.stdin.readline().split()
     if len(words) != 3:
@@ -114,7 +125,9 @@ def show_in_command_line(job_id: str, token: str) -> None:
     fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
     start, end = int(fields[45]), int(fields[46])  # arg_start and arg_end, fields 48 and 49 of proc(5)
     current = Path("/proc/self/cmdline").read_bytes()
-    wanted = b"\0".join([*current.split(b"\0")[:3], job_id.encode(), token.encode()]) + b"\0"
+    # A zygote's child starts with the zygote's command line: it too becomes the trainer's.
+    words = [current.split(b"\0")[0], b"-m", b"workers.trainer", job_id.encode(), token.encode()]
+    wanted = b"\0".join(words) + b"\0"
     if (
         end - start != len(current)
         or len(wanted) > len(current)

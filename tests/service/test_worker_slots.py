@@ -1,5 +1,5 @@
-"""A worker's slots: the next job's training process is ready while a job trains, and a worker with two slots
-trains two jobs at once. Real Celery workers, Redis and PostgreSQL."""
+"""A worker's slots: a zygote ready to fork the next job's training process stays beside each job, and a
+worker with two slots trains two jobs at once. Real Celery workers, Redis and PostgreSQL."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +11,7 @@ from support import WorkerProcess, wait_for
 from app.api.main import create_app
 from app.core.settings import Settings
 from app.db.job_state import JobStatus
+from workers.zygote import forks_for
 
 REDIS_DB = 14
 LONG_JOB = {
@@ -36,10 +37,14 @@ def _process_table() -> dict[int, tuple[int, str]]:
 
 
 def _trainers_of(worker: WorkerProcess) -> list[str]:
-    """The command lines of the training processes (standby or not) under this worker's pool."""
+    """The command lines of the processes under this worker's pool: training processes, and the zygotes
+    (or standby processes) ready for each slot's next job."""
     table = _process_table()
+    below = {worker.process.pid}
+    while grown := {pid for pid, (parent, _) in table.items() if parent in below} - below:
+        below |= grown
     pool = {pid for pid, (parent, _) in table.items() if parent == worker.process.pid}
-    return [cmd for parent, cmd in table.values() if parent in pool and "workers.trainer" in cmd]
+    return [cmd for pid, (_, cmd) in table.items() if pid in below - pool - {worker.process.pid}]
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["one-slot", "two-slots"])
@@ -89,12 +94,13 @@ def test_every_slot_trains_a_job_while_the_next_process_waits(
             what=f"{slots} jobs training at once",
         )
 
+        ready = "workers.zygote" if forks_for("any") else "--standby"  # where a job may use CUDA: a standby
+
         def ready_for_next() -> list[str] | None:
             trainers = _trainers_of(worker)
-            standbys = [cmd for cmd in trainers if "--standby" in cmd]
-            return trainers if len(standbys) == slots else None
+            return trainers if sum(ready in cmd for cmd in trainers) == slots else None
 
-        trainers = wait_for(ready_for_next, timeout=60, what="a standby process beside each running job")
+        trainers = wait_for(ready_for_next, timeout=60, what=f"{ready} beside each running job")
         assert all(any(job_id in cmd for cmd in trainers) for job_id in job_ids), (job_ids, trainers)
     finally:
         _cancel_all(client, job_ids)
