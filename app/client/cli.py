@@ -10,7 +10,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from app.client import cli_jobs, cli_storage, cli_sweeps
+from app.client import cli_jobs, cli_lineage, cli_storage, cli_sweeps
 from app.client.spec_files import apply_overrides, read_spec_file
 from models.errors import SpecError
 from models.specs import DatasetRef, JobSpec, parse_job_spec
@@ -229,6 +229,7 @@ def main() -> None:
     cli()
 
 cli_sweeps.register(cli)  # sweep submit, list, status, trials, cancel
+cli_lineage.register(cli)  # lineage
 
 if __name__ == "__main__":
     main()

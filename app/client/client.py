@@ -23,6 +23,7 @@ from typing import Any, Literal
 import httpx2
 
 from app.client.client_config import resolve_config
+from app.client.lineage import parse_from
 from app.client.sse_parse import Event, parse_events
 from app.client.sweeps import Sweep, read_sweep
 from app.db.job_state import TERMINAL
@@ -95,14 +96,19 @@ class Client:
         name: str | None = None,
         tags: Iterable[str] = (),
         notes: str | None = None,
-    ) -> "Job":
-        body = spec | ({"name": name} if name else {}) | ({"tags": list(tags)} if tags else {})
         priority: str | None = None,
+        init_from: str | dict[str, Any] | None = None,
+    ) -> "Job":
+        """Queue a job; `priority` (low, normal, high) orders it among this owner's own queued jobs.
+        `init_from` starts it from another job's checkpoint: "JOB[:best|latest|ID]" or init_from's mapping
+        (load, freeze, optimizer_state, …)."""
+        body = spec | ({"name": name} if name else {}) | ({"tags": list(tags)} if tags else {})
         body |= {"notes": notes} if notes is not None else {}
-        """Queue a job; `priority` (low, normal, high) orders it among this owner's own queued jobs."""
+        body |= {"priority": priority} if priority is not None else {}
+        if init_from is not None:
+            body["init_from"] = parse_from(init_from) if isinstance(init_from, str) else dict(init_from)
         return Job(self, self.request("POST", "/v1/jobs", json=body).json())
 
-        body |= {"priority": priority} if priority is not None else {}
     def job(self, job_id: str) -> "Job":
         """A job by its id or by a unique prefix of it (at least 4 characters), as git and docker take them.
         NnforgeError 404 when no job matches, AmbiguousJobId when several do."""
@@ -267,6 +273,10 @@ class Job:
     def cancel(self) -> "Job":
         self.data = self.client.request("POST", f"/v1/jobs/{self.id}/cancel").json()
         return self
+
+    def lineage(self) -> dict[str, Any]:
+        """The jobs it started from (init_from), its parent first, and those started from it."""
+        return dict(self.client.request("GET", f"/v1/jobs/{self.id}/lineage").json())
 
     def update(
         self,

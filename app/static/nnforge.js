@@ -630,6 +630,8 @@ const nnforge = (() => {
       try { body = JSON.parse(spec.value); }
       catch (error) { errors.append(Object.assign(document.createElement("li"), { textContent: `spec: ${error.message}` })); return; }
       if ($("submit-name").value) body.name = $("submit-name").value;
+      const from = nnforgeLineage.initFrom(); // the "init from" field (nnforge_lineage.js)
+      if (from) body.init_from = { ...(body.init_from || {}), ...from };
       try {
         const response = await api("/v1/jobs", {
           method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
