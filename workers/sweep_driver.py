@@ -17,7 +17,6 @@ from typing import Any
 from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool
 
 from app.core.queue import QUEUE_FOR_DEVICE, publish_job, publish_sweep
 from app.core.settings import Settings
@@ -78,21 +77,22 @@ def drive(factory: sessionmaker[Session], *, sweep_id: str, database_url: str, l
                 select(Job.trial_number, Job.id, Job.status, Job.best_metrics).where(Job.sweep_id == sweep.id)
             )
         }
-        sweep.told = _tell_ended(study, jobs, metric=sweep.objective["metric"])
+        asked = study.get_trials(deepcopy=False)
+        sweep.told = _tell_ended(study, asked, jobs, metric=sweep.objective["metric"])
         queued: list[Job] = []
         if sweep.status == SweepStatus.RUNNING:
-            queued = _add_trials(session, sweep, spec, study, jobs, limits)
+            queued = _add_trials(session, sweep, spec, study, asked, jobs, limits)
             _end_when_done(session, sweep)
         sweep.driven_at = utcnow()
     return queued
 
 
-def _tell_ended(study: Any, jobs: dict[int, _JobRow], *, metric: str) -> int:
+def _tell_ended(study: Any, asked: list[Any], jobs: dict[int, _JobRow], *, metric: str) -> int:
     """Tell Optuna each ended trial it still thinks is running (telling twice is harmless); returns how many
     trials have ended."""
     import optuna
 
-    running = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+    running = {t.number for t in asked if t.state == optuna.trial.TrialState.RUNNING}
     ended = 0
     for number, job in jobs.items():
         if job.status not in TERMINAL:
@@ -111,38 +111,46 @@ def _tell_ended(study: Any, jobs: dict[int, _JobRow], *, metric: str) -> int:
 
 
 def _add_trials(
-    session: Session, sweep: Sweep, spec: SweepSpec, study: Any, jobs: dict[int, _JobRow], limits: Limits
+    session: Session,
+    sweep: Sweep,
+    spec: SweepSpec,
+    study: Any,
+    asked: list[Any],
+    jobs: dict[int, _JobRow],
+    limits: Limits,
 ) -> list[Job]:
     import optuna
 
     from workers import sweep_study
 
+    def build(trial: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        return realize(spec, sweep_study.suggest_with(trial))
+
     active = sum(job.status in ACTIVE for job in jobs.values())
     room = limits.max_queued_per_owner - queued_count(session, owner=sweep.owner)
-    asked = study.get_trials(deepcopy=False)
     # Asked by a pass that died before its job committed: queued now, with the parameters it holds.
     orphans = [t.number for t in asked if t.number not in jobs and t.state == optuna.trial.TrialState.RUNNING]
-    numbers, queued = len(asked), []
+    asked, queued = list(asked), []
     base = DatasetRef.model_validate(spec.base.get("dataset"))
     info, dataset_id = dataset_info(session, ref=base, owner=sweep.owner)
     while active < sweep.parallel and room > 0:
         if orphans:
-            trial = sweep_study.trial_handle(study, orphans.pop(0))
-        elif numbers < sweep.trials:
-            study.sampler = sweep_study.sampler(spec, numbers)
-            trial = study.ask()
-            numbers += 1
+            number = orphans.pop(0)
+            raw, params = build(sweep_study.trial_handle(study, number))
+        elif len(asked) < sweep.trials:
+            trial, (raw, params) = sweep_study.ask(study, spec, asked, build)
+            asked.append(trial)
+            number = trial.number
         else:
             break
-        raw, params = realize(spec, sweep_study.suggest_with(trial))
-        job = _insert_trial(session, sweep, trial.number, raw, params, info, dataset_id, limits)
+        job = _insert_trial(session, sweep, number, raw, params, info, dataset_id, limits)
         if job.status == JobStatus.QUEUED:
             queued.append(job)
             active, room = active + 1, room - 1
         else:
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
             sweep.told += 1
-        jobs[trial.number] = _JobRow(job.id, JobStatus(job.status), {})
+        jobs[number] = _JobRow(job.id, JobStatus(job.status), {})
     if room <= 0 and active < sweep.parallel:
         log.info("sweep %s: its owner is at the queued limit; trials wait", sweep.id)
     return queued
@@ -200,18 +208,25 @@ def _end_when_done(session: Session, sweep: Sweep) -> None:
     log.info("sweep %s %s after %d trials", sweep.id, sweep.status, len(rows))
 
 
+_factories: dict[str, sessionmaker[Session]] = {}
+
+
+def _factory(database_url: str) -> sessionmaker[Session]:
+    """The task process's connections for passes, kept between them (a pass is a few tens of statements;
+    a connection per pass would add a PostgreSQL login to each)."""
+    if database_url not in _factories:
+        _factories[database_url] = make_session_factory(make_engine(database_url))
+    return _factories[database_url]
+
+
 def drive_and_send(sweep_id: str, settings: Settings, celery: Celery) -> int:
-    """A pass with its own connections, then a message for each job it queued; returns how many."""
-    engine = make_engine(settings.resolved_database_url, poolclass=NullPool)
-    try:
-        queued = drive(
-            make_session_factory(engine),
-            sweep_id=sweep_id,
-            database_url=settings.resolved_database_url,
-            limits=Limits(settings.max_restarts, settings.max_queued_jobs_per_owner),
-        )
-    finally:
-        engine.dispose()
+    """A pass, then a message for each job it queued; returns how many."""
+    queued = drive(
+        _factory(settings.resolved_database_url),
+        sweep_id=sweep_id,
+        database_url=settings.resolved_database_url,
+        limits=Limits(settings.max_restarts, settings.max_queued_jobs_per_owner),
+    )
     for job in queued:
         publish_job(celery, job.id, job.queue)
     return len(queued)
@@ -220,16 +235,13 @@ def drive_and_send(sweep_id: str, settings: Settings, celery: Celery) -> int:
 def drive_due(settings: Settings, celery: Celery) -> None:
     """After a job ended on this worker: a pass for each sweep that has something to do (a trial ended, or
     room for one), so its next trial starts without waiting for the reconciler."""
-    engine = make_engine(settings.resolved_database_url, poolclass=NullPool)
     try:
-        with make_session_factory(engine)() as session:
+        with _factory(settings.resolved_database_url)() as session:
             due = sweeps_to_drive(session)
         for sweep_id, _ in due:
             drive_and_send(sweep_id, settings, celery)
     except Exception:  # the reconciler sends the sweep again
         log.exception("a sweep's driver pass failed; the reconciler tries again")
-    finally:
-        engine.dispose()
 
 
 def wake_sweeps(factory: sessionmaker[Session], celery: Celery, *, idle_seconds: float) -> int:

@@ -55,7 +55,7 @@ def trial_reporter(store: JobStore, pruned: threading.Event) -> EpochCallback | 
 
     def report(epoch: EpochReport) -> None:
         value = epoch.metrics.get(metric)
-        if value is None:
+        if value is None or not sweep_study.decides_at(spec, epoch.epoch):
             return
         try:
             trial.report(value, epoch.epoch)

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from optuna.pruners import BasePruner, MedianPruner, NopPruner, SuccessiveHalvingPruner
 from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
 from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -88,6 +89,17 @@ def pruner(spec: SweepSpec) -> BasePruner:
     return NopPruner()
 
 
+def decides_at(spec: SweepSpec, epoch: int) -> bool:
+    """Whether the pruner can stop a trial after `epoch`: ASHA only at its rungs (1, 3, 9, … epochs), so a
+    trial reports (a few statements each) only there; the median pruner after every epoch."""
+    if spec.pruner != "asha":
+        return True
+    rung = ASHA_MIN_EPOCHS
+    while rung < epoch:
+        rung *= ASHA_REDUCTION_FACTOR
+    return rung == epoch
+
+
 def sampler(spec: SweepSpec, number: int) -> BaseSampler:
     """The sampler that picks trial `number`'s parameters."""
     if spec.sampler == "grid":  # one seed for the whole sweep: it orders the grid
@@ -102,16 +114,33 @@ def sampler(spec: SweepSpec, number: int) -> BaseSampler:
 def open_study(
     storage: RDBStorage, *, sweep_id: str, spec: SweepSpec, direction: Literal["maximize", "minimize"]
 ) -> optuna.Study:
-    """The sweep's study, created on the first pass (load_if_exists: a second creator loads it)."""
-    return _retried(
-        lambda: optuna.create_study(
-            storage=storage,
-            study_name=study_name(sweep_id),
-            direction=direction,
-            pruner=pruner(spec),
-            load_if_exists=True,
+    """The sweep's study, created on its first pass (load_if_exists: a second creator loads it)."""
+    try:
+        return optuna.load_study(study_name=study_name(sweep_id), storage=storage, pruner=pruner(spec))
+    except KeyError:
+        return _retried(
+            lambda: optuna.create_study(
+                storage=storage,
+                study_name=study_name(sweep_id),
+                direction=direction,
+                pruner=pruner(spec),
+                load_if_exists=True,
+            )
         )
-    )
+
+
+def ask(
+    study: optuna.Study, spec: SweepSpec, trials: list[FrozenTrial], build: Callable[[optuna.Trial], T]
+) -> tuple[FrozenTrial, T]:
+    """Ask for trial number len(`trials`) (the study's trials, read under the sweep's lock) and `build` from
+    its suggestions. The sampler runs on an in-memory copy of the study: the new trial, with all its
+    parameters, is then stored in one transaction instead of one per parameter (a pass's main cost)."""
+    scratch = optuna.create_study(direction=study.direction, sampler=sampler(spec, len(trials)))
+    scratch.add_trials(trials)
+    built = build(scratch.ask())
+    asked = scratch.trials[-1]
+    trial_id = study._storage.create_new_trial(study._study_id, template_trial=asked)
+    return study._storage.get_trial(trial_id), built
 
 
 def encoded(choice: Choice) -> list[Any]:

@@ -1,4 +1,7 @@
-"""Uploaded datasets: validated on upload (numpy only), stored with their bytes in the database."""
+"""Uploaded datasets: validated on upload, stored with their bytes in the database. The check parses the
+whole file (a 260 KB .npz can unpack to 32 M elements), so it runs in a child process under
+UPLOAD_PARSE_MEMORY_BYTES and UPLOAD_PARSE_TIMEOUT_SECONDS, at most MAX_CONCURRENT_UPLOAD_PARSES at once per
+API process (app/core/child_process.py): the API process holds the bytes, never the arrays."""
 
 import hashlib
 import uuid
@@ -9,7 +12,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.api.problems import PayloadTooLarge
 from app.api.schemas import DatasetPublic
+from app.core import child_process
+from app.core.settings import Settings
 from app.db.base import utcnow
 from app.db.tables import Dataset
 from models.dataset_info import BUILTIN_DATASETS, DatasetInfo
@@ -17,6 +23,8 @@ from models.errors import SpecError
 from models.uploads import read_dataset_file
 
 FORMATS = {".npz": "npz", ".csv": "csv"}
+
+child_process.preload("app.api.datasets")
 
 
 @dataclass(frozen=True)
@@ -31,7 +39,9 @@ class UploadForm:
     force: bool = False  # store it even when the same bytes were uploaded before
 
 
-def store_upload(*, session: Session, owner: str, data: bytes, form: UploadForm) -> tuple[Dataset, bool]:
+def store_upload(
+    *, session: Session, owner: str, data: bytes, form: UploadForm, limits: Settings
+) -> tuple[Dataset, bool]:
     """Validate the file by parsing it, then keep it; returns the dataset and whether it is new. The same
     bytes read the same way (label_column) again answer the dataset stored before, unless `force`. The
     client's filename is a label only, never a path."""
@@ -43,13 +53,7 @@ def store_upload(*, session: Session, owner: str, data: bytes, form: UploadForm)
     sha256 = hashlib.sha256(data).hexdigest()
     if not form.force and (stored := _same_upload(session, owner, sha256, form.label_column)) is not None:
         return stored, False
-    raw = read_dataset_file(
-        data,
-        name=filename,
-        file_format=file_format,  # type: ignore[arg-type]
-        label_column=form.label_column,
-        unlabelled=form.unlabelled,
-    )
+    info = _checked_info(data, filename, file_format, form, limits)
     dataset = Dataset(
         id=str(uuid.uuid4()),
         owner=owner,
@@ -58,7 +62,7 @@ def store_upload(*, session: Session, owner: str, data: bytes, form: UploadForm)
         filename=filename,
         format=file_format,
         label_column=form.label_column,
-        info=raw.info.model_dump(mode="json"),
+        info=info,
         size=len(data),
         sha256=sha256,
         data=data,
@@ -67,6 +71,51 @@ def store_upload(*, session: Session, owner: str, data: bytes, form: UploadForm)
     session.add(dataset)
     session.flush()
     return dataset, True
+
+
+def _checked_info(data: bytes, filename: str, file_format: str, form: UploadForm, limits: Settings) -> Any:
+    busy = (
+        f"{limits.max_concurrent_upload_parses} uploads are being checked in this API process; retry shortly"
+    )
+    with child_process.slot("upload check", limits.max_concurrent_upload_parses, wait=0, message=busy):
+        try:
+            return child_process.call(
+                "app.api.datasets:read_info",
+                data,
+                filename,
+                file_format,
+                form.label_column,
+                form.unlabelled,
+                memory_bytes=limits.upload_parse_memory_bytes,
+                timeout_seconds=limits.upload_parse_timeout_seconds,
+            )
+        except child_process.ChildFailed as failure:
+            if failure.kind == "memory":
+                raise PayloadTooLarge(
+                    f"checking this upload needs more than {limits.upload_parse_memory_bytes:,} bytes "
+                    "(UPLOAD_PARSE_MEMORY_BYTES)"
+                ) from None
+            seconds = limits.upload_parse_timeout_seconds
+            reason = (
+                f"did not finish within {seconds:g} s (UPLOAD_PARSE_TIMEOUT_SECONDS)"
+                if failure.kind == "timeout"
+                else str(failure)
+            )
+            raise SpecError.single("file", filename, f"checking the file {reason}") from None
+
+
+def read_info(
+    data: bytes, filename: str, file_format: str, label_column: str | None, unlabelled: bool
+) -> dict[str, Any]:
+    """In the child: parse and check the upload, and answer what it holds (its DatasetInfo as JSON)."""
+    raw = read_dataset_file(
+        data,
+        name=filename,
+        file_format=file_format,  # type: ignore[arg-type]
+        label_column=label_column,
+        unlabelled=unlabelled,
+    )
+    return raw.info.model_dump(mode="json")
 
 
 def _same_upload(session: Session, owner: str, sha256: str, label_column: str | None) -> Dataset | None:

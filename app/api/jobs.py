@@ -1,5 +1,5 @@
-"""Job logic behind the routes: create (validate, dry-check, insert), read, update, cancel (lists are in
-app/api/job_lists.py). Torch-free except for the dry check, which imports the engine on first use."""
+"""Job logic behind the routes: create (validate, estimate, dry-check, insert), read, update, cancel (lists
+are in app/api/job_lists.py). Torch-free: the dry check runs in a child process (app/api/dry_runs.py)."""
 
 import uuid
 from math import ceil
@@ -7,6 +7,7 @@ from math import ceil
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.api.dry_runs import bounded_dry_check
 from app.api.lineage import parent_of, resolve_parent
 from app.api.schemas import MAX_TAGS, JobCreate, JobError, JobPublic, JobUpdate, Progress
 from app.core.queue import QUEUE_FOR_DEVICE
@@ -17,6 +18,7 @@ from app.db.base import utcnow
 from app.db.job_state import TERMINAL, ErrorKind, JobStatus, Priority
 from app.db.locks import lock_owner_jobs
 from app.db.tables import Dataset, Job
+from models.cost import CostLimits, check_cost, estimate
 from models.dataset_info import BUILTIN_DATASETS, DatasetInfo
 from models.errors import SpecError
 from models.specs import JobSpec
@@ -64,18 +66,25 @@ def _refuse_when_full(session: Session, *, owner: str, limit: int) -> None:
 
 
 def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Settings) -> Job:
-    """Validate against the dataset, dry-check on the CPU and insert the job as queued (not yet sent). The
-    queued limit holds exactly however many POSTs race: the count that decides is taken under the owner's
-    lock (app/db/locks.py), which the caller's commit releases, so the insert it allows is counted by the
-    next one."""
-    from models.dry_check import dry_check  # torch loads here, on the first submission, not at start-up
-
+    """Validate against the dataset, refuse what the estimate puts over the cost limits, dry-check in a
+    bounded child process and insert the job as queued (not yet sent). The queued limit holds exactly however
+    many POSTs race: the count that decides is taken under the owner's lock (app/db/locks.py), which the
+    caller's commit releases, so the insert it allows is counted by the next one."""
     limit = limits.max_queued_jobs_per_owner
     _refuse_when_full(session, owner=owner, limit=limit)  # a cheap early answer, before the dry check
 
     spec = JobSpec.model_validate(job_in.model_dump(exclude={"name", "tags", "notes", "priority"}))
     info, dataset_id = dataset_info_for(session=session, spec=spec, owner=owner)
-    dry = dry_check(spec, info)
+    cost = estimate(spec, info)
+    check_cost(
+        cost,
+        CostLimits(
+            max_step_flops=limits.max_step_flops,
+            max_memory_bytes=limits.max_job_memory_bytes,
+            max_dry_run_flops=limits.max_dry_run_flops,
+        ),
+    )
+    dry = bounded_dry_check(spec, info, limits)
     parent = resolve_parent(session=session, spec=spec, info=info, owner=owner) if spec.init_from else None
     if parent is not None and spec.init_from is not None:  # stored with the parent's whole id
         spec = spec.model_copy(update={"init_from": spec.init_from.model_copy(update={"job": parent.job_id})})
@@ -97,6 +106,8 @@ def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Setti
         dataset_id=dataset_id,
         queue=QUEUE_FOR_DEVICE[spec.training.device],
         num_parameters=dry.parameters,
+        estimated_step_flops=cost.step_flops,
+        estimated_memory_bytes=cost.memory_bytes,
         status=JobStatus.QUEUED,
         priority=job_in.priority,
         request_id=current_request_id(),
@@ -190,6 +201,8 @@ def to_public(job: Job, *, position: int | None) -> JobPublic:
         arch=job.arch,
         spec=job.spec,  # type: ignore[arg-type]
         num_parameters=job.num_parameters,
+        estimated_step_flops=job.estimated_step_flops,
+        estimated_memory_bytes=job.estimated_memory_bytes,
         queue=job.queue,
         priority=Priority(job.priority),
         queue_position=position,

@@ -22,6 +22,7 @@ from app.api.routes import (
     usage,
 )
 from app.api.tokens import OwnerCache
+from app.core import child_process
 from app.core.body_limit import BodyLimitMiddleware
 from app.core.observability import install_metrics
 from app.core.queue import ensure_broker_folders, make_celery
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_engine(settings.resolved_database_url, pre_ping=False)
     app.state.session_factory = make_session_factory(app.state.engine)
     ensure_broker_folders(settings)
+    child_process.warm_up()  # the dry runs' and upload checks' fork server, torch in it, not in this process
     app.state.celery = make_celery(settings)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     app.state.unauthenticated_limiter = RateLimiter(

@@ -15,6 +15,7 @@ from app.api.deps import RateLimited, Unauthorized
 from app.api.idempotency import IdempotencyInFlight
 from app.api.jobs import JobConflict, JobNotFound, TooManyJobs
 from app.api.usage import StorageLimitExceeded
+from app.core.child_process import Busy
 from app.db.no_space import is_no_space
 from models.errors import SpecError
 from models.specs import dotted_path, issue_reason
@@ -53,7 +54,8 @@ def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "conflicts with the object's state",
         413: "body over its cap",
         422: "invalid field(s); each is named in `errors`",
-        429: "over a per-owner limit, or too many 401s from one address; see Retry-After",
+        429: "over a per-owner limit, too many 401s from one address, or too many dry runs or upload checks "
+        "under way in the API process; see Retry-After",
         503: "database or broker unreachable",
         507: "the database's disk is full: writes are refused until space is freed, reads still work",
     }
@@ -165,6 +167,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _too_many(request: Request, error: TooManyJobs) -> JSONResponse:
         response = problem(429, "Too many queued jobs", str(error))
         response.headers["Retry-After"] = "30"
+        return response
+
+    @app.exception_handler(Busy)
+    async def _busy(request: Request, error: Busy) -> JSONResponse:
+        response = problem(429, "Too many at once", str(error))
+        response.headers["Retry-After"] = str(error.retry_after)
         return response
 
     @app.exception_handler(StorageLimitExceeded)

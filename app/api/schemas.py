@@ -151,6 +151,16 @@ class JobPublic(BaseModel):
     arch: str
     spec: dict[str, Any]
     num_parameters: int
+    estimated_step_flops: int | None = Field(
+        default=None,
+        description="FLOPs of one training step as estimated before it queued (models/cost.py): forward and "
+        "backward over a batch, two per multiply-add",
+    )
+    estimated_memory_bytes: int | None = Field(
+        default=None,
+        description="memory its training needs as estimated before it queued: parameters, gradients, "
+        "optimizer state, a checkpoint's copy, activations at the batch size and the data",
+    )
     queue: str
     priority: Priority
     queue_position: int | None = Field(

@@ -1,10 +1,15 @@
 """Service settings from the environment (and `.env`), read once by the entry points."""
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _physical_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 class Settings(BaseSettings):
@@ -122,6 +127,54 @@ class Settings(BaseSettings):
         ge=0,
         description="a job POST or dataset upload that would take an owner's storage (GET /v1/usage) past "
         "this is refused with 413; default: no limit",
+    )
+    max_job_memory_bytes: int = Field(
+        default_factory=lambda: _physical_memory() // 2,
+        ge=1,
+        description="memory one job may use: a spec whose estimate exceeds it is refused with 422; default: "
+        "half the machine's physical memory",
+    )
+    max_step_flops: float = Field(
+        default=2e11,
+        gt=0,
+        le=1e18,
+        description="estimated FLOPs of one training step (forward and backward over a batch); more: 422",
+    )
+    max_dry_run_flops: float = Field(
+        default=3e9,
+        gt=0,
+        le=1e18,
+        description="estimated FLOPs of the check a POST runs (one training step and one evaluation on 2 "
+        "samples; a GAN's evaluation generates 2,000); more: 422. Bounds how long a POST takes",
+    )
+    dry_run_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="a dry run that takes longer is stopped: 422"
+    )
+    dry_run_memory_bytes: int = Field(
+        default=1024**3,
+        ge=16 * 1024**2,
+        description="address space a dry run's process may add to the one it forks from; beyond: 422",
+    )
+    max_concurrent_dry_runs: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="dry runs one API process runs at once; more wait for a free one up to "
+        "DRY_RUN_TIMEOUT_SECONDS, then 429",
+    )
+    upload_parse_timeout_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="an upload whose check takes longer is refused: 422"
+    )
+    upload_parse_memory_bytes: int = Field(
+        default=1024**3,
+        ge=16 * 1024**2,
+        description="address space an upload's check may add to the process it forks from; beyond: 413",
+    )
+    max_concurrent_upload_parses: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="uploads one API process checks at once; one more gets 429 with Retry-After",
     )
     trainer_nice: int = Field(
         default=10,

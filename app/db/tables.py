@@ -69,6 +69,9 @@ class Job(Base):
     dataset_id: Mapped[str | None] = mapped_column(ForeignKey("dataset.id"))
     queue: Mapped[str] = mapped_column(String(16))
     num_parameters: Mapped[int] = mapped_column(BigInteger)
+    # models/cost.py's estimates, made before it queued (null for jobs queued before migration 0014)
+    estimated_step_flops: Mapped[int | None] = mapped_column(BigInteger)
+    estimated_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
     status: Mapped[str] = mapped_column(String(16))  # app.db.job_state.JobStatus; only job_state changes it
     version: Mapped[int] = mapped_column(Integer, default=0)  # bumped by every status change

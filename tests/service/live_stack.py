@@ -23,6 +23,7 @@ class LiveStack:
     settings: Settings
     worker: WorkerProcess
     api_log: Path
+    api_pid: int
 
     def logs(self) -> str:
         return (
@@ -65,7 +66,7 @@ def live_stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
 
     try:
         wait_for(ready, timeout=60, what="the API to listen")
-        yield LiveStack(url, new_token(settings, "live-user"), settings, worker, api_log)
+        yield LiveStack(url, new_token(settings, "live-user"), settings, worker, api_log, api.pid)
     finally:
         stop_group(api)
         worker.stop()

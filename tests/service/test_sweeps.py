@@ -15,7 +15,7 @@ from app.api.main import create_app
 from app.core.settings import Settings
 from workers import sweep_study
 
-REDIS_DB = 10
+REDIS_DB = 9
 BASE = {
     "dataset": {"name": "digits"},
     "model": {"arch": "mlp", "hidden_sizes": [32]},

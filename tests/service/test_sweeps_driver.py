@@ -41,18 +41,22 @@ NAS: dict[str, Any] = {
 }
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database of the test's own: no worker anywhere may drive or train its sweeps."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'nnforge.db'}"
-        upgrade_to_head(url)
-        yield url
-        return
+@pytest.fixture(scope="module")
+def own_postgresql() -> Iterator[str]:
+    """A database no worker knows: nothing but these tests drives or trains its sweeps."""
     from conftest import own_postgres_database
 
     with own_postgres_database("nnforge_sweep_driver") as url:
         yield url
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("own_postgresql"))
+    url = f"sqlite:///{tmp_path / 'nnforge.db'}"
+    upgrade_to_head(url)
+    return url
 
 
 def _new_sweep(url: str, **changes: Any) -> str:

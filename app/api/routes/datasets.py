@@ -69,7 +69,9 @@ def upload_dataset(
     form = UploadForm(file.filename or "upload", label_column, unlabelled, name, description, force)
 
     def store() -> tuple[int, Any, dict[str, str]]:
-        dataset, created = store_upload(session=session, owner=owner, data=bytes(data), form=form)
+        dataset, created = store_upload(
+            session=session, owner=owner, data=bytes(data), form=form, limits=request.app.state.settings
+        )
         if created:
             limit = request.app.state.settings.max_storage_bytes_per_owner
             what = f"this upload ({dataset.size:,} bytes)"

@@ -1,0 +1,133 @@
+"""Work the API must not do on its own memory or time (a dry run, an upload's check): each call runs in a
+child process forked from a warm server, under an address-space limit and a timeout, at most N at once.
+
+The server (app/core/fork_server.py) starts once per API process and imports the modules the children run
+(torch among them), so a fork costs milliseconds and the API process itself never imports them. A target is
+named by its dotted path ("package.module:function"), so the parent never imports it either. The child caps
+its address space at its size when forked plus `memory_bytes`: an allocation beyond fails there, and the
+API process only hears what happened. A child still running at its timeout is killed (through a pidfd, so
+a reused pid is never hit).
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+from app.core import fork_server
+from models.errors import SpecError
+
+SERVER_START_SECONDS = 300.0  # its imports (torch) on a loaded machine; not counted in a call's timeout
+_PRELOAD: list[str] = []
+_server_lock = threading.Lock()
+_server: tuple[subprocess.Popen[bytes], str] | None = None
+
+
+class ChildFailed(RuntimeError):
+    """The child ran out of time or memory, or died; `kind` says which."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        self.kind = kind
+        super().__init__(detail)
+
+
+class Busy(RuntimeError):
+    """Every slot of this kind of work is taken: answered 429 with Retry-After."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+def preload(*modules: str) -> None:
+    """Have the server import `modules` when it starts (call at import time, before the first `call`)."""
+    _PRELOAD.extend(m for m in modules if m not in _PRELOAD)
+
+
+def warm_up() -> None:
+    """Start the server in the background, so that the first call does not wait for its imports."""
+    threading.Thread(target=_server_name, name="fork-server-start", daemon=True).start()
+
+
+def _server_name() -> str:
+    """The running server's socket name, starting it (and waiting until it is ready) if need be."""
+    global _server
+    with _server_lock:
+        if _server is not None and _server[0].poll() is None:
+            return _server[1]
+        name = f"nnforge-fork-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        env = os.environ | {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.core.fork_server", name, *_PRELOAD],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        assert process.stdout is not None
+        ready = threading.Timer(SERVER_START_SECONDS, process.kill)
+        ready.start()
+        line = process.stdout.readline()
+        ready.cancel()
+        if line.strip() != b"ready":
+            process.kill()
+            raise RuntimeError(f"the fork server did not start (exit code {process.wait()})")
+        _server = (process, name)
+        return name
+
+
+def call(target: str, *args: Any, memory_bytes: int, timeout_seconds: float) -> Any:
+    """`target(*args)` in a forked child. Raises the target's SpecError as is; anything else that goes wrong
+    as ChildFailed("timeout" | "memory" | "crashed")."""
+    name = _server_name()
+    deadline = time.monotonic() + timeout_seconds
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout_seconds)
+        sock.connect("\0" + name)
+        try:
+            (pid,) = fork_server.PID.unpack(fork_server.receive_exactly(sock, fork_server.PID.size))
+            pidfd = os.pidfd_open(pid)
+        except (EOFError, OSError) as error:
+            raise ChildFailed("crashed", f"could not start: {error}") from None
+        try:
+            fork_server.send(sock, (target, args, memory_bytes))
+            sock.settimeout(max(0.0, deadline - time.monotonic()))
+            kind, value = fork_server.receive(sock)
+        except TimeoutError:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            raise ChildFailed("timeout", f"did not finish within {timeout_seconds:g} s") from None
+        except (EOFError, OSError):
+            raise ChildFailed("crashed", "ended abnormally (killed, or a fault in native code)") from None
+        finally:
+            os.close(pidfd)
+    if kind == "ok":
+        return value
+    if kind == "spec":
+        raise SpecError(value)
+    raise ChildFailed(kind, value)
+
+
+@lru_cache
+def slots(kind: str, limit: int) -> threading.BoundedSemaphore:
+    """The `limit` slots of one kind of work in this process."""
+    return threading.BoundedSemaphore(limit)
+
+
+@contextmanager
+def slot(kind: str, limit: int, *, wait: float, message: str) -> Iterator[None]:
+    """Hold one of the `limit` slots of `kind`, waiting up to `wait` seconds for one; else Busy."""
+    semaphore = slots(kind, limit)
+    acquired = semaphore.acquire(timeout=wait) if wait > 0 else semaphore.acquire(blocking=False)
+    if not acquired:
+        raise Busy(message, retry_after=max(1, round(wait)))
+    try:
+        yield
+    finally:
+        semaphore.release()
