@@ -17,6 +17,7 @@ STATUS_STYLE = {
     JobStatus.SUCCEEDED: "green",
     JobStatus.FAILED: "red",
     JobStatus.CANCELLED: "magenta",
+    JobStatus.PRUNED: "blue",
 }
 
 

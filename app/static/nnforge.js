@@ -4,7 +4,7 @@
 
 const nnforge = (() => {
   const TOKEN_KEY = "nnforge.token";
-  const TERMINAL = ["succeeded", "failed", "cancelled"];
+  const TERMINAL = ["succeeded", "failed", "cancelled", "pruned"]; // pruned: a sweep's trial stopped early
   const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
   const $ = (id) => document.getElementById(id);
 
@@ -321,6 +321,9 @@ const nnforge = (() => {
       $("job-facts").textContent = `${job.arch} · ${job.num_parameters.toLocaleString()} parameters · `
         + `${job.spec.optimizer.name} lr ${job.spec.optimizer.lr} · attempt ${job.attempt} · ${duration(job)}`;
       $("job-tags").replaceChildren(...tagChips(job.tags));
+      const sweep = $("job-sweep"); // a sweep's trial links back to its sweep
+      sweep.hidden = !job.sweep_id;
+      if (job.sweep_id) Object.assign(sweep, { href: `/ui/sweeps/${job.sweep_id}`, textContent: `trial ${job.trial_number} of a sweep` });
       $("job-notes").textContent = job.notes || "";
       $("job-notes").hidden = !job.notes;
       $("job-spec").textContent = JSON.stringify(job.spec, null, 2);

@@ -113,6 +113,13 @@ def test_sweep_pages_show_trials_charts_and_pruned_trials(  # type: ignore[no-un
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-sweep.png"), full_page=True)
 
+    # A trial's job page links back to its sweep.
+    page.click(f"#trials tr[data-number='{pruned[0]['number']}'] a")
+    page.wait_for_selector(f"#job-sweep:has-text('trial {pruned[0]['number']} of a sweep')")
+    assert page.is_hidden("#cancel")  # pruned is a terminal state: nothing to cancel
+    page.click("#job-sweep")
+    page.wait_for_selector("body[data-ended='succeeded']")
+
     # The top complete trials, best first, open side by side on the compare page.
     top = sorted(complete, key=lambda t: -t["value"])[:5]
     href = page.get_attribute("#compare-top", "href")
