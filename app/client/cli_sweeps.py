@@ -153,7 +153,8 @@ class SweepFollower:
                 continue
             self.ended.add(trial["number"])
             value = f"  {metric} {value_text(trial['value'])}" if trial["value"] is not None else ""
-            epochs = f" after {trial.get('epochs_run') or 0} epochs" if trial["state"] == "pruned" else ""
+            run = trial.get("epochs_run") or 0
+            epochs = f" after {run} epoch{'' if run == 1 else 's'}" if trial["state"] == "pruned" else ""
             self.console.print(
                 Text.assemble(f"trial {trial['number']} ", styled(trial["state"]), f"{epochs}{value}"),
                 highlight=False,
