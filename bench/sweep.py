@@ -154,6 +154,15 @@ def nas(trials: int, epochs: int) -> dict[str, Any]:
     return through_service(body, slots=2)
 
 
+def _network(model: dict[str, Any]) -> str:
+    convs = [block["channels"] for block in model.get("conv_blocks", [])]
+    return (
+        f"{model['arch']} conv {convs} fc {model['hidden_sizes']}"
+        if convs
+        else f"mlp {model['hidden_sizes']}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=24)
@@ -196,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
             verdict(two["wall"] < one["wall"]),
         ],
         [
-            f"service, ASHA, parallel 2: {asha['pruned']}/{args.trials} pruned, {asha['epochs']}/{full} epochs",
+            f"service, ASHA, parallel 2: {asha['pruned']}/{args.trials} pruned, "
+            f"{asha['epochs']}/{full} epochs",
             f"{asha['wall']:.1f}",
             f"{asha['wall'] / loop['wall']:.2f}",
             f"#{asha['number']} {asha['value']:.4f}",
@@ -208,8 +218,8 @@ def main(argv: list[str] | None = None) -> None:
             ),
         ],
         [
-            f"NAS, {args.nas_trials} trials × {args.nas_epochs} epochs, parallel 2: {found['arch']['arch']} "
-            f"{found['arch'].get('conv_blocks', found['arch'].get('hidden_sizes'))}, "
+            f"NAS, {args.nas_trials} trials × {args.nas_epochs} epochs, parallel 2: "
+            f"{_network(found['arch'])}, "
             f"lr {found['params']['optimizer.lr']:.2g}, test accuracy {found['test_accuracy']:.4f}",
             f"{found['wall']:.1f}",
             "",
@@ -220,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     console.print(
         table(
-            f"Sweeps: {args.trials} trials × {args.epochs} epochs of the issue's space on digits (random sampler)",
+            f"Sweeps: {args.trials} trials × {args.epochs} epochs of the issue's space on digits (random)",
             ["run", "wall s", "× in-process", "best trial", "target", "met"],
             rows,
             caption=machine(),

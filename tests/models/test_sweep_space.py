@@ -54,6 +54,8 @@ def test_range_type_follows_its_numbers_unless_given() -> None:
         ({"dataset.name": {"choices": ["digits", "iris"]}}, "one dataset"),
         ({"model.activation": {"choices": ["relu", "relu"]}}, "distinct"),
         ({"bad path!": {"choices": [1]}}, "pattern"),
+        ({f"model.p{i}": {"choices": [1]} for i in range(17)}, "at most 16 items"),  # MAX_SPACE_PATHS
+        ({"training.seed": {"choices": list(range(17))}}, "at most 16 items"),  # MAX_CHOICES
     ],
 )
 def test_invalid_space_is_refused(space: dict[str, Any], reason: str) -> None:
