@@ -85,8 +85,9 @@ def create_job(*, session: Session, job_in: JobCreate, owner: str, limits: Setti
         ),
     )
     dry = bounded_dry_check(spec, info, limits)
-    parent = resolve_parent(session=session, spec=spec, info=info, owner=owner) if spec.init_from else None
-    if parent is not None and spec.init_from is not None:  # stored with the parent's whole id
+    parent = None
+    if spec.init_from is not None:  # stored with the parent's whole id
+        parent = resolve_parent(session=session, spec=spec, info=info, owner=owner, settings=limits)
         spec = spec.model_copy(update={"init_from": spec.init_from.model_copy(update={"job": parent.job_id})})
     # Stored as run: the objective is explicit, so every reader shows the same "best".
     spec = spec.model_copy(update={"training": spec.training.model_copy(update={"objective": dry.objective})})

@@ -9,6 +9,8 @@ from sqlalchemy.orm import Session
 
 from app.api.checkpoints import find_checkpoint
 from app.api.schemas import LineageJob, LineagePublic, ParentPublic
+from app.core import child_process
+from app.core.settings import Settings
 from app.db.job_state import JobStatus, verified_bytes
 from app.db.tables import Job
 from models.dataset_info import DatasetInfo
@@ -16,6 +18,7 @@ from models.errors import SpecError
 from models.specs import JobSpec
 
 MAX_LINEAGE_JOBS = 500  # ancestors, and descendants, one lineage read returns (README limits)
+child_process.preload("app.api.init_from_child")
 
 
 @dataclass(frozen=True)
@@ -24,14 +27,14 @@ class Parent:
     checkpoint_id: int
 
 
-def resolve_parent(*, session: Session, spec: JobSpec, info: DatasetInfo, owner: str) -> Parent:
+def resolve_parent(
+    *, session: Session, spec: JobSpec, info: DatasetInfo, owner: str, settings: Settings
+) -> Parent:
     """The owner's job `spec.init_from.job` names (an id or a unique prefix) and its checkpoint, after
-    loading that checkpoint's weights into the new network on paper (models.transfer.check_compatible):
-    SpecError (422) names each layer that does not fit, with both shapes. The parent's row stays locked
-    until the caller commits, so it cannot be deleted before its child exists."""
-    from models.checkpoint import read_checkpoint  # torch, as the dry check: on the first such submission
-    from models.transfer import check_compatible
-
+    loading that checkpoint's weights into the new network on paper (models.transfer.check_compatible, in a
+    child process under the dry run's bounds): SpecError (422) names each layer that does not fit, with
+    both shapes. The parent's row stays locked until the caller commits, so it cannot be deleted before its
+    child exists."""
     init = spec.init_from
     assert init is not None
     prefix = init.job.lower()
@@ -55,8 +58,27 @@ def resolve_parent(*, session: Session, spec: JobSpec, info: DatasetInfo, owner:
             f"job {job.id} ({job.status}) has no such checkpoint"
             + (" yet" if init.checkpoint in ("best", "latest") else ""),
         )
-    check_compatible(spec, info, read_checkpoint(verified_bytes(checkpoint)))
+    _check_in_child(spec, info, verified_bytes(checkpoint), settings)
     return Parent(job.id, checkpoint.id)
+
+
+def _check_in_child(spec: JobSpec, info: DatasetInfo, checkpoint: bytes, settings: Settings) -> None:
+    busy = f"{settings.max_concurrent_dry_runs} dry runs are under way in this API process; retry shortly"
+    with child_process.slot(
+        "dry run", settings.max_concurrent_dry_runs, wait=settings.dry_run_timeout_seconds, message=busy
+    ):
+        try:
+            child_process.call(
+                "app.api.init_from_child:check_parent",
+                spec.model_dump(mode="json"),
+                info.model_dump(mode="json"),
+                checkpoint,
+                memory_bytes=settings.dry_run_memory_bytes,
+                timeout_seconds=settings.dry_run_timeout_seconds,
+            )
+        except child_process.ChildFailed as failure:
+            reason = f"loading the parent's checkpoint into this network failed ({failure.kind}: {failure})"
+            raise SpecError.single("init_from", spec.model_dump()["init_from"], reason) from None
 
 
 def parent_of(job: Job) -> ParentPublic | None:
