@@ -7,31 +7,48 @@ follows a classifier's success runs inside the training process instead (`report
 torch, the data and the weights at hand: it costs that job milliseconds, not a second process's start."""
 
 import logging
+import math
 import os
 import subprocess
 import sys
+import time
 import traceback
+from collections import Counter
+from datetime import timedelta
 from typing import Any
 
+from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker, undefer
 
+from app.core.queue import publish_evaluation
 from app.core.settings import Settings, get_settings
 from app.db import evaluations
+from app.db.base import utcnow
 from app.db.checkpoints import best_checkpoint_query
 from app.db.engine import make_engine, make_session_factory, transaction
 from app.db.job_state import newest_checkpoint, verified_bytes
 from app.db.tables import Checkpoint, Dataset, Evaluation, Job
 from models.dataset_info import BUILTIN_DATASETS
 from models.errors import SpecError
+from models.evaluate.params import ReportParams
 from models.specs import JobSpec
 
 log = logging.getLogger("nnforge.worker")
 EVALUATION_TIMEOUT_SECONDS = 900
+RESEND_AFTER_SECONDS = 60.0  # a queued evaluation's message is sent again this often while it waits
+_resent: dict[str, float] = {}  # evaluation id -> when this process last re-sent it (time.monotonic)
 
 
 def run_in_process(evaluation_id: str, settings: Settings) -> str:
-    """What the Celery task does: run the evaluation in a fresh process and record a failure it could not."""
+    """What the Celery task does: run the evaluation in a fresh process and record a failure it could not.
+    A duplicate message (the reconciler re-sends what waits long) finds it no longer queued: no process."""
+    engine = make_engine(settings.resolved_database_url)
+    with make_session_factory(engine)() as session:
+        status = session.scalar(select(Evaluation.status).where(Evaluation.id == evaluation_id))
+    engine.dispose()
+    if status != evaluations.EvaluationStatus.QUEUED:
+        return "skipped"
     try:
         code = subprocess.run(
             [sys.executable, "-m", "workers.evaluations", evaluation_id], timeout=EVALUATION_TIMEOUT_SECONDS
@@ -132,8 +149,54 @@ def _create_report(factory: sessionmaker[Session], job_id: str) -> str | None:
             return None
         split = "test" if spec.training.test_fraction > 0 else "val"
         return evaluations.create_evaluation(
-            session, job=job, kind="report", checkpoint_id=checkpoint.id, split=split, params={}
+            session,
+            job=job,
+            kind="report",
+            checkpoint_id=checkpoint.id,
+            split=split,
+            params=ReportParams().model_dump(mode="json"),
         ).id
+
+
+def settle_stale_evaluations(factory: sessionmaker[Session], celery: Celery) -> Counter[str]:
+    """The reconciler's part: re-send the message of an evaluation queued for over RESEND_AFTER_SECONDS
+    (lost with a restarted broker, or never sent: the API could not reach it), at most that often per
+    worker, since a long job may hold the queue; fail one running past EVALUATION_TIMEOUT_SECONDS and a
+    minute more (its worker died with it)."""
+    counts: Counter[str] = Counter()
+    now = utcnow()
+    with factory() as session:
+        waiting = session.execute(
+            select(Evaluation.id, Job.queue)
+            .join(Job, Job.id == Evaluation.job_id)
+            .where(
+                Evaluation.status == evaluations.EvaluationStatus.QUEUED,
+                Evaluation.created_at < now - timedelta(seconds=RESEND_AFTER_SECONDS),
+            )
+        ).all()
+        lost = session.scalars(
+            select(Evaluation.id).where(
+                Evaluation.status == evaluations.EvaluationStatus.RUNNING,
+                Evaluation.started_at < now - timedelta(seconds=EVALUATION_TIMEOUT_SECONDS + 60),
+            )
+        ).all()
+    for evaluation_id, queue in waiting:
+        if time.monotonic() - _resent.get(evaluation_id, -math.inf) >= RESEND_AFTER_SECONDS:
+            publish_evaluation(celery, evaluation_id, queue)
+            _resent[evaluation_id] = time.monotonic()
+            counts["evaluations_resent"] += 1
+            log.warning(
+                "evaluation %s: queued for over %.0f s; its message sent again",
+                evaluation_id,
+                RESEND_AFTER_SECONDS,
+            )
+    for evaluation_id in lost:
+        with transaction(factory) as session:
+            failed = evaluations.finish(
+                session, evaluation_id=evaluation_id, error="the evaluation's worker was lost"
+            )
+        counts["evaluations_lost"] += failed
+    return counts
 
 
 def main(evaluation_id: str) -> int:

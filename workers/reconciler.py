@@ -20,6 +20,7 @@ from app.db import job_state
 from app.db.engine import transaction
 from app.db.job_state import JobStatus
 from app.db.tables import Job
+from workers.evaluations import settle_stale_evaluations
 
 log = logging.getLogger("nnforge.reconciler")
 
@@ -50,6 +51,7 @@ class Reconciler:
         if time.monotonic() - self.connected_since >= 2 * self.settings.lease_seconds:
             counts.update(self.take_back_lapsed_leases())
         counts["republished"] = self.republish_lost_messages()
+        counts.update(settle_stale_evaluations(self.factory, self.celery))  # workers/evaluations.py
         counts.update(run_maintenance(self.factory, retention_days=self.settings.retention_days))
         return counts
 

@@ -274,6 +274,26 @@ class Job:
         self.data = self.client.request("POST", f"/v1/jobs/{self.id}/cancel").json()
         return self
 
+    def evaluate(
+        self,
+        kind: str = "report",
+        *,
+        checkpoint: str = "best",
+        split: str = "test",
+        wait: bool = True,
+        **params: Any,
+    ) -> dict[str, Any]:
+        """Evaluate a checkpoint: `report`, `robustness` (epsilons=[…], steps, samples, …) or `attribution`
+        (samples, ig_steps); with `wait`, returns the evaluation once it ended, `result` included."""
+        from app.client.evaluations import request_evaluation
+
+        return request_evaluation(
+            self.client, self.id, kind, checkpoint=checkpoint, split=split, params=params, wait=wait
+        )
+
+    def evaluations(self) -> list[dict[str, Any]]:
+        return list(self.client.request("GET", f"/v1/jobs/{self.id}/evaluations").json()["items"])
+
     def lineage(self) -> dict[str, Any]:
         """The jobs it started from (init_from), its parent first, and those started from it."""
         return dict(self.client.request("GET", f"/v1/jobs/{self.id}/lineage").json())

@@ -1,11 +1,12 @@
 """What an evaluation may be asked for, bounded (the README's limits table lists them). Pydantic only, so the
 API validates a request without torch; the worker reads the stored params back through the same classes."""
 
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import Discriminator, Field
+from pydantic import Field, ValidationError
 
-from models.specs import Spec
+from models.errors import SpecError, SpecIssue
+from models.specs import Spec, issue_reason
 
 EvaluationKind = Literal["report", "robustness", "attribution"]
 Split = Literal["train", "val", "test"]
@@ -65,25 +66,24 @@ def applicable(kind: str, *, task: str, generative: bool) -> str | None:
     return None
 
 
-class _Request(Spec):
+class EvaluationCreate(Spec):
+    """POST /v1/jobs/{id}/evaluations; `params` are the kind's (ReportParams, RobustnessParams,
+    AttributionParams), checked by `parse_params` so that an error names `params.<field>`."""
+
+    kind: EvaluationKind
     # "best" (the best epoch's weights; the newest without one), "latest", or a checkpoint id
     checkpoint: Annotated[str, Field(pattern=r"^(best|latest|[1-9][0-9]{0,9})$")] = "best"
     split: Split = "test"
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
-class ReportRequest(_Request):
-    kind: Literal["report"] = "report"
-    params: ReportParams = Field(default_factory=ReportParams)
-
-
-class RobustnessRequest(_Request):
-    kind: Literal["robustness"] = "robustness"
-    params: RobustnessParams = Field(default_factory=RobustnessParams)
-
-
-class AttributionRequest(_Request):
-    kind: Literal["attribution"] = "attribution"
-    params: AttributionParams = Field(default_factory=AttributionParams)
-
-
-EvaluationCreate = Annotated[ReportRequest | RobustnessRequest | AttributionRequest, Discriminator("kind")]
+def parse_params(kind: str, params: dict[str, Any]) -> Params:
+    try:
+        return PARAMS[kind].model_validate(params)
+    except ValidationError as error:
+        raise SpecError(
+            [
+                SpecIssue(".".join(["params", *map(str, e["loc"])]), e.get("input"), issue_reason(e))
+                for e in error.errors(include_url=False)
+            ]
+        ) from None

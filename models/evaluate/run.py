@@ -4,7 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 from models.errors import SpecError
-from models.evaluate.params import PARAMS, Params, applicable
+from models.evaluate.params import Params, applicable, parse_params
 from models.evaluate.subject import Subject, load_subject
 from models.raw_dataset import RawDataset
 
@@ -13,7 +13,7 @@ def evaluate(
     kind: str, params: dict[str, Any], checkpoint: dict[str, Any], raw: RawDataset, split: str
 ) -> dict[str, Any]:
     """The evaluation's result (JSON-ready). SpecError when the split is empty or the kind does not apply."""
-    parsed = PARAMS[kind].model_validate(params)
+    parsed = parse_params(kind, params)
     subject = load_subject(checkpoint, raw, split)
     reason = applicable(kind, task=subject.info.task, generative=subject.network.architecture.generative)
     if reason is not None:

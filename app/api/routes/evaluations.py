@@ -18,7 +18,7 @@ from app.api.idempotency import request_hash, run_route_once
 from app.api.jobs import get_job
 from app.core.queue import publish_evaluation
 from app.db.evaluations import list_evaluations
-from models.evaluate.params import EvaluationCreate
+from models.evaluate.params import EvaluationCreate, parse_params
 
 router = APIRouter(prefix="/v1/jobs", tags=["evaluations"])
 log = logging.getLogger("nnforge.api")
@@ -54,7 +54,7 @@ def submit_evaluation(
             kind=body.kind,
             checkpoint=body.checkpoint,
             split=body.split,
-            params=body.params.model_dump(mode="json"),
+            params=parse_params(body.kind, body.params).model_dump(mode="json"),
         )
         location = f"/v1/jobs/{job.id}/evaluations/{evaluation.id}"
         return 202, to_public(evaluation).model_dump(mode="json"), {"Location": location}
