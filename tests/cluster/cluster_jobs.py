@@ -16,8 +16,11 @@ from app.db.job_logs import JobLog
 from app.db.tables import Job
 
 
-def spec(*, epochs: int, hidden: int = 32, seed: int = 0, batch_size: int = 32) -> dict[str, Any]:
-    """A small digits MLP with a checkpoint every epoch (a resume repeats at most one epoch)."""
+def spec(
+    *, epochs: int, hidden: int = 32, seed: int = 0, batch_size: int = 32, every_epochs: int | None = 1
+) -> dict[str, Any]:
+    """A small digits MLP, by default with a checkpoint every epoch (a resume repeats at most one epoch;
+    None: the default policy, one every 30 s and the last)."""
     return {
         "dataset": {"name": "digits"},
         "model": {"arch": "mlp", "hidden_sizes": [hidden]},
@@ -27,7 +30,7 @@ def spec(*, epochs: int, hidden: int = 32, seed: int = 0, batch_size: int = 32) 
             "batch_size": batch_size,
             "seed": seed,
             "device": "cpu",
-            "checkpoint": {"every_epochs": 1},
+            "checkpoint": {"every_epochs": every_epochs} if every_epochs else {},
         },
     }
 
