@@ -110,10 +110,18 @@ def test_trials_table_has_a_column_per_parameter_and_stars_the_best() -> None:
     assert header == ["trial", "state", "value", "epochs", "optimizer.lr", "model.hidden_sizes", "job"]
     assert lines[2].split() == ["1*", "complete", "0.9712", "3", "0.01", "[128,64]", "job-1"]
     assert lines[3].split() == ["2", "pruned", "3", "0.2", "job-2"]  # no value, no hidden size
+    long_id = _trial(3, "running", None, **{"optimizer.lr": 0.0028951416647}) | {"job_id": "c003bff0-f6bf"}
+    assert _text(trials_table([long_id])).splitlines()[1].split() == [
+        "3",
+        "running",
+        "3",
+        "0.002895",
+        "c003bff0",
+    ]
 
 
 def test_param_text_cuts_a_whole_sub_spec_short() -> None:
-    assert param_text("adam") == "adam" and param_text(0.5) == "0.5"
+    assert param_text("adam") == "adam" and param_text(0.5) == "0.5" and param_text(64) == "64"
     cut = param_text({"arch": "cnn", "conv_blocks": [{"channels": 16}, {"channels": 32}], "dropout": 0.1})
     assert len(cut) == 40 and cut.endswith("…") and cut.startswith('{"arch":"cnn"')
 

@@ -32,6 +32,7 @@ SweepArg = Annotated[str, typer.Argument(help="the sweep id (nnforge sweep list)
 POLL_SECONDS = 1.0
 LIVE_ROWS = 20  # the follow table's newest trials; `nnforge sweep trials ID` lists them all
 PARAM_WIDTH = 40  # a parameter's value in a table cell: a whole sub-spec is cut short
+JOB_ID_SHOWN = 8  # a job id's prefix, which every job command takes
 STATE_STYLE = {
     "queued": "yellow",
     "running": "cyan",
@@ -54,7 +55,10 @@ def value_text(value: Any) -> str:
 
 
 def param_text(value: Any) -> str:
-    """A parameter as a cell shows it: JSON (lists and sub-specs too), cut at PARAM_WIDTH characters."""
+    """A parameter as a cell shows it: a float to four significant digits, anything else as JSON (lists and
+    sub-specs too), cut at PARAM_WIDTH characters (`-o json` has every value whole)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
     return text if len(text) <= PARAM_WIDTH else text[: PARAM_WIDTH - 1] + "…"
 
@@ -80,8 +84,8 @@ def summary(sweep: dict[str, Any]) -> Text:
 
 
 def trials_table(trials: list[dict[str, Any]], best_number: int | None = None) -> Table:
-    """A row per trial: number, state, objective, epochs, one column per searched parameter, job id. The
-    best trial's number is starred."""
+    """A row per trial: number, state, objective, epochs, one column per searched parameter, its job (an id
+    prefix). The best trial's number is starred."""
     paths = list(dict.fromkeys(path for trial in trials for path in trial["params"]))
     table = Table("trial", "state", "value", "epochs", *paths, "job", box=None, header_style="bold")
     for trial in trials:
@@ -92,7 +96,7 @@ def trials_table(trials: list[dict[str, Any]], best_number: int | None = None) -
             value_text(trial["value"]),
             str(trial.get("epochs_run") or 0),
             *(param_text(trial["params"][p]) if p in trial["params"] else "" for p in paths),
-            trial.get("job_id") or "",
+            (trial.get("job_id") or "")[:JOB_ID_SHOWN],
         )
     return table
 
