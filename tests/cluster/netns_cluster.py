@@ -211,9 +211,9 @@ class Cluster:
     def redis_url(self) -> str:
         return f"redis://{self.hosts['db'].address}:{REDIS_PORT}/0"
 
-    def destroy(self, keep_logs: Path) -> None:
-        """Tear everything down; the processes' logs are kept in `keep_logs` (pytest's tmp folders)."""
-        for log in self.root.glob("*.log"):
+    def destroy(self, keep_logs: Path | None = None) -> None:
+        """Tear everything down; the processes' logs are kept in `keep_logs` when given."""
+        for log in self.root.glob("*.log") if keep_logs is not None else ():
             shutil.copy(log, keep_logs / log.name)
         for name in HOSTS:
             with contextlib.suppress(Exception):
