@@ -9,6 +9,7 @@ API process only hears what happened. A child still running at its timeout is ki
 a reused pid is never hit).
 """
 
+import math
 import os
 import signal
 import socket
@@ -97,7 +98,7 @@ def call(target: str, *args: Any, memory_bytes: int, timeout_seconds: float) -> 
         except (EOFError, OSError) as error:
             raise ChildFailed("crashed", f"could not start: {error}") from None
         try:
-            fork_server.send(sock, (target, args, memory_bytes))
+            fork_server.send(sock, (target, args, memory_bytes, math.ceil(timeout_seconds) + 1))
             sock.settimeout(max(0.0, deadline - time.monotonic()))
             kind, value = fork_server.receive(sock)
         except TimeoutError:

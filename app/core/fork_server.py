@@ -2,10 +2,10 @@
 MODULE…` listens on the abstract UNIX socket NAME, imports the modules (torch with the dry check) once,
 says "ready" on stdout and forks a child per connection. It exits when its parent's end of stdin closes.
 
-Each child sends its pid (so the parent can kill it), reads the call (target, args, memory bytes), caps its
-address space at its size then plus those bytes, runs the target and sends back ("ok", value), ("spec",
-issues), ("memory", reason) or ("crashed", reason). Messages are length-prefixed pickles between two
-processes of one service, never anything a client sent as such.
+Each child sends its pid (so the parent can kill it), reads the call (target, args, memory bytes, CPU
+seconds), caps its address space at its size then plus those bytes and its CPU time, runs the target and
+sends back ("ok", value), ("spec", issues), ("memory", reason) or ("crashed", reason). Messages are
+length-prefixed pickles between two processes of one service, never anything a client sent as such.
 """
 
 import importlib
@@ -73,8 +73,10 @@ def _child(connection: socket.socket) -> None:
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         connection.sendall(PID.pack(os.getpid()))
-        target, args, memory_bytes = receive(connection)
+        target, args, memory_bytes, cpu_seconds = receive(connection)
         _limit_address_space(memory_bytes)
+        # A backstop should the parent die before its timeout: one thread's CPU time never outruns the clock.
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
         try:
             module, name = target.split(":")
             outcome: tuple[str, Any] = ("ok", getattr(importlib.import_module(module), name)(*args))
