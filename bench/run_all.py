@@ -24,6 +24,7 @@ PLAN: dict[str, list[str]] = {
     "whole_job": ["--rounds", "1", "--epochs", "10", "--template", "mlp", "rnn-sine", "gan"],
     "time_to_accuracy": ["--rounds", "3"],
     "dispatch_latency": ["--jobs", "10"],
+    "post_latency": ["--posts", "5"],
     "back_to_back": ["--jobs", "10"],
     "checkpoint_policy": ["--rounds", "1", "--epochs", "10"],
     "api_load": ["--seconds", "3"],
