@@ -21,17 +21,25 @@ class Architecture:
     build: Builder  # (model spec, problem) -> network taking the normalised input view
     procedure: Procedure
     generative: bool = False  # the trained network maps latent vectors to samples (no inputs, no targets)
+    # The sub-networks that each end in an output layer (a GAN's generator and discriminator); "" is the
+    # whole network. `init_from: {load: body}` gives those layers new weights (models/transfer.py).
+    output_networks: tuple[str, ...] = ("",)
 
 
 _REGISTRY: dict[str, Architecture] = {}
 
 
 def register_architecture(
-    name: str, *, build: Builder, procedure: Procedure, generative: bool = False
+    name: str,
+    *,
+    build: Builder,
+    procedure: Procedure,
+    generative: bool = False,
+    output_networks: tuple[str, ...] = ("",),
 ) -> Architecture:
     if name in _REGISTRY:
         raise ValueError(f"architecture {name!r} is already registered")
-    _REGISTRY[name] = Architecture(name=name, build=build, procedure=procedure, generative=generative)
+    _REGISTRY[name] = Architecture(name, build, procedure, generative, output_networks)
     return _REGISTRY[name]
 
 

@@ -2,9 +2,10 @@
 parent's weights (all, or the body without its output layers), optionally freezes the body, keeps or refits
 the normalisation, and, to train longer, keeps the optimizer state and random streams.
 
-The output layers are each network's last layer with parameters: the whole network's for a classifier or a
-regressor (MLP, CNN, RNN), and for a GAN its generator's and its discriminator's. A new label set changes
-only those, so `load: body` lets the number of classes change.
+The output layers are the last layer with parameters of each of the architecture's output networks (the
+registry's `output_networks`): the whole network's for a classifier or a regressor (MLP, CNN, RNN), a GAN's
+generator's and discriminator's. A new label set changes only those, so `load: body` lets the number of
+classes change.
 """
 
 from typing import Any
@@ -17,16 +18,14 @@ from models.checkpoint import restore_rng
 from models.data import fit_normalization
 from models.dataset_info import DatasetInfo
 from models.errors import SpecError, SpecIssue
+from models.registry import get_architecture
 from models.specs import InitFromSpec, JobSpec
-
-# The sub-networks of an architecture that each end in an output layer; the whole network (``) otherwise.
-_OUTPUT_NETWORKS: dict[str, tuple[str, ...]] = {"gan": ("generator", "discriminator")}
 
 
 def output_layers(model: nn.Module, arch: str) -> list[str]:
     """The module names of the network's output layers (`layers.4`, `head`, `generator.0.4`, …)."""
     names = []
-    for root in _OUTPUT_NETWORKS.get(arch, ("",)):
+    for root in get_architecture(arch).output_networks:
         network = model.get_submodule(root)
         last = [name for name, m in network.named_modules() if any(True for _ in m.parameters(recurse=False))]
         names.append(".".join(part for part in (root, last[-1]) if part))

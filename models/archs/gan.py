@@ -173,4 +173,10 @@ class Adversarial:
             return model(z).float()  # (n, *sample_shape), normalised view
 
 
-register_architecture("gan", build=GAN, procedure=Adversarial(), generative=True)
+register_architecture(
+    "gan",
+    build=GAN,
+    procedure=Adversarial(),
+    generative=True,
+    output_networks=("generator", "discriminator"),
+)
