@@ -45,7 +45,7 @@ class RobustnessParams(Spec):
 
 class AttributionParams(Spec):
     samples: Annotated[int, Field(ge=1, le=MAX_ATTRIBUTION_SAMPLES)] = 16  # the first N of the split
-    ig_steps: Annotated[int, Field(ge=2, le=MAX_IG_STEPS)] = 64  # integrated gradients' path steps
+    ig_steps: Annotated[int, Field(ge=2, le=MAX_IG_STEPS)] = 128  # integrated gradients' path steps
 
 
 Params = ReportParams | RobustnessParams | AttributionParams
