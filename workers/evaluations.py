@@ -125,11 +125,10 @@ def report_after_success(factory: sessionmaker[Session], job_id: str) -> None:
     split when it has no test split), at once. Never fails the job: a failure is the evaluation's."""
     try:
         evaluation_id = _create_report(factory, job_id)
+        if evaluation_id is not None:
+            log.info("job %s: report %s %s", job_id, evaluation_id, run_evaluation(factory, evaluation_id))
     except Exception:  # the job's outcome is recorded already; its report can be asked for again
-        log.exception("job %s: its report could not be created", job_id)
-        return
-    if evaluation_id is not None:
-        log.info("job %s: report %s %s", job_id, evaluation_id, run_evaluation(factory, evaluation_id))
+        log.exception("job %s: its report could not be made", job_id)
 
 
 def _create_report(factory: sessionmaker[Session], job_id: str) -> str | None:
