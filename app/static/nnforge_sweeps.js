@@ -20,6 +20,12 @@ const nnforgeSweeps = (() => {
 
   const number = (value) => (value === null || value === undefined ? null : Number(value)); // "NaN" arrives as text
   const text = (value) => (typeof value === "string" ? value : JSON.stringify(value));
+  // The same value whatever the order of its keys, to find a trial's choice among the space's.
+  const canonical = (value) => JSON.stringify(value, (key, v) => (v && typeof v === "object" && !Array.isArray(v)
+    ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v));
+  // A choice's tick: a sub-spec by its plain fields ({arch: cnn, dropout: 0.1, …} -> "cnn 0.1").
+  const choiceLabel = (value) => (value && typeof value === "object" && !Array.isArray(value)
+    ? Object.values(value).filter((v) => v === null || typeof v !== "object").join(" ") || text(value) : text(value));
   const short = (value) => (value.length > LABEL_CHARS ? `${value.slice(0, LABEL_CHARS - 1)}…` : value);
   const maximizes = (objective) => objective.direction === "maximize";
 
@@ -44,6 +50,7 @@ const nnforgeSweeps = (() => {
       } catch (error) {
         if (error.message === "unauthorized") return;
         showError(error.message);
+        if (error.problem && error.problem.status === 404) return; // no such sweep (of yours): nothing to wait for
       }
       if (again) setTimeout(loop, REFRESH_MS);
     };
@@ -150,22 +157,24 @@ const nnforgeSweeps = (() => {
   // space samples it so), a choice as its index, spread a little by the trial's number so equal choices do
   // not hide one another.
   function drawParameter(element, path, space, trials, objective, valueOf) {
-    const choices = space && space.choices ? space.choices.map(text) : null;
+    const choices = space && space.choices ? space.choices.map(canonical) : null;
     const spread = (n) => (((n * 0.618) % 1) - 0.5) * 0.3;
     const points = [];
     for (const trial of trials) {
       const y = valueOf(trial);
       if (!DRAWN.includes(trial.state) || !(path in trial.params) || !Number.isFinite(y)) continue;
       const raw = trial.params[path];
-      const x = choices ? choices.indexOf(text(raw)) + spread(trial.number) : Number(raw);
-      if (Number.isFinite(x) && (!choices || choices.includes(text(raw)))) points.push({ x, y, state: trial.state });
+      const index = choices ? choices.indexOf(canonical(raw)) : -1;
+      const x = choices ? index + spread(trial.number) : Number(raw);
+      if (Number.isFinite(x) && (!choices || index >= 0)) points.push({ x, y, state: trial.state });
     }
+    const labels = choices ? space.choices.map(choiceLabel) : null;
     points.sort((a, b) => a.x - b.x);
     const xs = points.map((p) => p.x);
     const complete = points.map((p) => (p.state === "complete" ? p.y : null));
     const pruned = points.map((p) => (p.state === "pruned" ? p.y : null));
     const xAxis = choices
-      ? { label: path, splits: () => choices.map((_, i) => i), values: (plot, ticks) => ticks.map((i) => short(choices[i] ?? "")) }
+      ? { label: path, splits: () => choices.map((_, i) => i), values: (plot, ticks) => ticks.map((i) => short(labels[i] ?? "")) }
       : { label: path, values: (plot, ticks) => ticks.map(tick), ...(space && space.log ? { splits: logSplits, filter: (plot, splits) => splits } : {}) };
     const xScale = choices ? { time: false, range: () => [-0.5, choices.length - 0.5] }
       : { time: false, distr: space && space.log ? 3 : 1 };
