@@ -154,6 +154,11 @@ def nas(trials: int, epochs: int) -> dict[str, Any]:
     return through_service(body, slots=2)
 
 
+def _shown(what: str, measured: dict[str, Any]) -> dict[str, Any]:
+    console.print(f"{what}: {measured}", soft_wrap=True)  # as it comes: a long run's parts survive a failure
+    return measured
+
+
 def _network(model: dict[str, Any]) -> str:
     convs = [block["channels"] for block in model.get("conv_blocks", [])]
     return (
@@ -170,11 +175,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nas-trials", type=int, default=12)
     parser.add_argument("--nas-epochs", type=int, default=20)
     args = parser.parse_args(argv)
-    loop = in_process(search(args.trials, args.epochs))
-    one = through_service(search(args.trials, args.epochs, parallel=1), slots=1)
-    two = through_service(search(args.trials, args.epochs, parallel=2), slots=2)
-    asha = through_service(search(args.trials, args.epochs, parallel=2, pruner="asha"), slots=2)
-    found = nas(args.nas_trials, args.nas_epochs)
+    loop = _shown("in-process", in_process(search(args.trials, args.epochs)))
+    one = _shown("parallel 1", through_service(search(args.trials, args.epochs, parallel=1), slots=1))
+    two = _shown("parallel 2", through_service(search(args.trials, args.epochs, parallel=2), slots=2))
+    asha = _shown(
+        "ASHA", through_service(search(args.trials, args.epochs, parallel=2, pruner="asha"), slots=2)
+    )
+    found = _shown("NAS", nas(args.nas_trials, args.nas_epochs))
     ratio = one["wall"] / loop["wall"]
     full = args.trials * args.epochs
     rows = [
