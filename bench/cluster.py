@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The cluster harness of the tests, reused as it is (bench never rebuilds what it measures).
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "cluster"), str(ROOT / "tests" / "faults")]
 
-from netns_cluster import Cluster, Service, Stack, usable  # noqa: E402
+from netns_cluster import DEFAULT_WORKER, Cluster, Service, Stack, usable  # noqa: E402
 
 from app.api.tokens import create_token  # noqa: E402
 from app.core.settings import Settings  # noqa: E402
@@ -81,15 +81,14 @@ def main(argv: list[str] | None = None) -> None:
         url = service.start_api()
         with transaction(service.factory) as session:
             token = create_token(session=session, owner=f"bench-{uuid.uuid4().hex[:6]}").secret
-        stack = Stack(cluster, service, url, token, {})
+        stack = Stack(cluster, service, url, token)
         one, two = [], []
         for _ in range(args.rounds):  # interleaved: the machine's speed drifts
-            stack.without("w2")
-            stack.restart("w1")
+            stack.use(w1=DEFAULT_WORKER, w2=None)
             run_batch(stack, 2, 1)  # warm: each training process imports torch once
             seconds, hosts = run_batch(stack, args.jobs, args.epochs)
             one.append(seconds)
-            stack.restart("w2")
+            stack.use(w2=DEFAULT_WORKER)
             run_batch(stack, 2, 1)
             seconds, hosts = run_batch(stack, args.jobs, args.epochs)
             two.append(seconds)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netns_cluster import Cluster, Service, Stack, usable
+from netns_cluster import DEFAULT_WORKER, Cluster, Service, Stack, usable
 
 from app.api.tokens import create_token
 from app.core.settings import Settings
@@ -16,8 +16,6 @@ from app.db.engine import transaction
 
 # The fault tests' helpers find a job's training process (by its command line) and read its rows.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "faults"))
-
-WORKER_HOSTS = ("w1", "w2")
 
 
 @pytest.fixture(scope="session")
@@ -48,8 +46,8 @@ def stack(cluster_settings: Settings, tmp_path_factory: pytest.TempPathFactory) 
         url = service.start_api()
         with transaction(service.factory) as session:
             token = create_token(session=session, owner=f"cluster-{uuid.uuid4().hex[:6]}").secret
-        stack = Stack(cluster, service, url, token, {})
-        stack.restart(*WORKER_HOSTS)
+        stack = Stack(cluster, service, url, token)
+        stack.use(w1=DEFAULT_WORKER, w2=DEFAULT_WORKER)
         yield stack
     finally:
         cluster.destroy(keep_logs=tmp_path_factory.mktemp("cluster-logs"))
@@ -57,8 +55,8 @@ def stack(cluster_settings: Settings, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture
 def live(stack: Stack) -> Iterator[Stack]:
-    """The stack as each test expects it: both worker hosts running default workers, no job left over."""
-    stack.restart(*[name for name in WORKER_HOSTS if stack.workers.get(name) != "default"])
+    """The stack with no job left over from an earlier test; each test says which workers it needs
+    (`Stack.use`), so that consecutive tests restart as few as they can."""
     stack.service.end_leftover_jobs()
     yield stack
     stack.service.end_leftover_jobs()

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import redis
@@ -290,33 +289,48 @@ class Service:
             )
 
 
+@dataclass(frozen=True)
+class Worker:
+    """What a worker host runs: `name` tells variants apart; `settings` and `env` are what differs from the
+    default."""
+
+    name: str = "default"
+    settings: Settings | None = field(default=None, compare=False)
+    env: dict[str, str] | None = field(default=None, compare=False)
+
+
+DEFAULT_WORKER = Worker()
+
+
 @dataclass
 class Stack:
     cluster: Cluster
     service: Service
     url: str
     token: str
-    # What each worker host runs now: "default", or the name of a test's own variant (restarted after it).
-    workers: dict[str, str | None]
+    workers: dict[str, Worker | None] = field(default_factory=dict)  # what each worker host runs now
 
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def restart(self, *names: str, variant: str = "default", **options: Any) -> None:
-        """Each host of `names` runs a fresh worker: `variant` names what differs from the default (`options`
-        are Service.start_worker's)."""
+    def use(self, **hosts: Worker | None) -> None:
+        """Each named host runs that worker (None: none); only hosts running something else restart, side
+        by side (a worker's start is seconds of imports)."""
         waits = []
-        for name in names:
-            if self.workers.get(name) is not None:
+        for name, wanted in hosts.items():
+            current = self.workers.get(name)
+            if current == wanted:
+                continue
+            if current is not None:
                 self.cluster.kill_host(name)
-            self.workers[name] = variant
-            waits.append(self.service.start_worker(name, **options))
+            self.workers[name] = wanted
+            if wanted is not None:
+                waits.append(self.service.start_worker(name, settings=wanted.settings, extra_env=wanted.env))
         for wait in waits:
             wait()
 
-    def without(self, name: str) -> None:
-        """Host `name` runs no worker (a warm shutdown of what it ran)."""
-        if self.workers.get(name) is not None:
-            self.cluster.stop(name)
+    def kill(self, name: str) -> None:
+        """The host is gone: SIGKILL to every process on it."""
+        self.cluster.kill_host(name)
         self.workers[name] = None

@@ -25,7 +25,7 @@ from cluster_jobs import (
     writes_from,
 )
 from jobs import job_row, latest_checkpoint_bytes, trainer_pids
-from netns_cluster import Stack
+from netns_cluster import DEFAULT_WORKER, Stack, Worker
 from support import ROOT, wait_for
 
 from app.db.tables import Job
@@ -37,7 +37,8 @@ SKEWED_CLOCK = Path(__file__).resolve().parent / "skewed_clock"
 
 
 def test_jobs_submitted_through_the_api_host_run_on_both_worker_hosts(live: Stack) -> None:
-    job_ids = [submit(live, spec(epochs=4, seed=i), f"spread-{i}") for i in range(8)]
+    live.use(w1=DEFAULT_WORKER, w2=DEFAULT_WORKER)
+    job_ids = [submit(live, spec(epochs=2, seed=i), f"spread-{i}") for i in range(8)]
     rows = finished(live, job_ids, timeout=180)
     assert [row.status for row in rows] == ["succeeded"] * 8, [row.error_message for row in rows]
     assert {row.worker_host for row in rows} == {"w1", "w2"}
@@ -45,12 +46,13 @@ def test_jobs_submitted_through_the_api_host_run_on_both_worker_hosts(live: Stac
     assert {answer["worker_host"] for answer in answers} == {"w1", "w2"}
     assert all(answer["last_heartbeat_at"] is not None for answer in answers)
     for job_id in job_ids:
-        assert_every_step_once(live, job_id, 4 * steps_per_epoch(32))
+        assert_every_step_once(live, job_id, 2 * steps_per_epoch(32))
 
 
 def test_a_host_cut_off_mid_job_loses_it_and_its_stale_run_writes_nothing_once_healed(live: Stack) -> None:
+    live.use(w1=DEFAULT_WORKER, w2=DEFAULT_WORKER)
     install_write_audit(live)
-    epochs, batch_size = 40, 16
+    epochs, batch_size = 25, 16
     job_spec = spec(epochs=epochs, hidden=64, batch_size=batch_size, seed=5)
     job_id = submit(live, job_spec, "partition")
     cut_host = running_somewhere(live, job_id, epoch=2).worker_host  # it has checkpoints to resume from
@@ -80,31 +82,11 @@ def test_a_host_cut_off_mid_job_loses_it_and_its_stale_run_writes_nothing_once_h
     assert all(torch.equal(reference[k], weights[k]) for k in reference)  # as if never interrupted
 
 
-def test_a_worker_host_killed_whole_loses_no_job(live: Stack) -> None:
-    live.without("w1")
-    epochs = [12] + [3] * 6  # the first claimed (the oldest) is still running when its host dies
-    job_ids = [submit(live, spec(epochs=n, seed=i), f"host-gone-{i}") for i, n in enumerate(epochs)]
-    running = wait_for(
-        lambda: _running_by_host(live, job_ids), timeout=120, what="a job running on w2, past a checkpoint"
-    )
-    assert [(host, row.id) for host, row in running.items()] == [("w2", job_ids[0])]
-    live.cluster.kill_host("w2")  # every process of the host, SIGKILL
-    live.workers["w2"] = None
-    statuses = [job_row(live.service.factory, job_id).status for job_id in job_ids]
-    assert statuses == ["running"] + ["queued"] * 6
-    live.restart("w1")
-    rows = finished(live, job_ids, timeout=240)
-    assert [(row.status, row.worker_host) for row in rows] == [("succeeded", "w1")] * 7
-    assert [row.attempt for row in rows] == [2] + [1] * 6  # the running one resumed, once
-    for job_id, n in zip(job_ids, epochs, strict=True):
-        assert_every_step_once(live, job_id, n * steps_per_epoch(32))
-
-
 def test_leases_follow_the_database_clock_not_a_worker_host_clock(live: Stack) -> None:
     """w1's clock runs an hour ahead. Were leases judged by worker clocks, its reconciler would see w2's live
     lease as lapsed and steal the job, and its own stamps would look fresh for an hour after it died."""
     skewed = {"PYTHONPATH": f"{SKEWED_CLOCK}:{ROOT}", "NNFORGE_TEST_CLOCK_SKEW_SECONDS": "3600"}
-    live.restart("w1", variant="clock an hour ahead", extra_env=skewed)
+    live.use(w1=Worker("clock an hour ahead", env=skewed), w2=DEFAULT_WORKER)
     long_job = spec(epochs=500, hidden=64, batch_size=16)  # runs past the test; cancelled at its end
     first = submit(live, long_job, "clock-1")
     first_host = running_somewhere(live, first, epoch=1).worker_host
@@ -122,8 +104,7 @@ def test_leases_follow_the_database_clock_not_a_worker_host_clock(live: Stack) -
     assert after.heartbeat_at is not None and before.heartbeat_at is not None
     assert after.heartbeat_at > before.heartbeat_at  # w2 renewed it meanwhile
 
-    live.cluster.kill_host("w1")
-    live.workers["w1"] = None
+    live.kill("w1")
     taken = wait_for(
         lambda: (row := job_row(live.service.factory, on["w1"])).status == "queued" and row,
         timeout=live.service.settings.lease_seconds + 20,
@@ -132,6 +113,27 @@ def test_leases_follow_the_database_clock_not_a_worker_host_clock(live: Stack) -
     assert (taken.attempt, taken.error_type) == (1, "worker_lost")
     for job_id in (first, second):
         assert httpx2.post(f"{live.url}/v1/jobs/{job_id}/cancel", headers=live.headers).status_code < 300
+
+
+def test_a_worker_host_killed_whole_loses_no_job(live: Stack) -> None:
+    live.use(w1=None, w2=DEFAULT_WORKER)
+    # the first claimed (the oldest) is still running when its host dies; the others are quick
+    specs = [spec(epochs=30, hidden=64, batch_size=16)] + [spec(epochs=2, seed=i) for i in range(6)]
+    job_ids = [submit(live, job_spec, f"host-gone-{i}") for i, job_spec in enumerate(specs)]
+    running = wait_for(
+        lambda: _running_by_host(live, job_ids), timeout=120, what="a job running on w2, past a checkpoint"
+    )
+    assert [(host, row.id) for host, row in running.items()] == [("w2", job_ids[0])]
+    live.kill("w2")  # every process of the host, SIGKILL
+    statuses = [job_row(live.service.factory, job_id).status for job_id in job_ids]
+    assert statuses == ["running"] + ["queued"] * 6
+    live.use(w1=DEFAULT_WORKER)
+    rows = finished(live, job_ids, timeout=240)
+    assert [(row.status, row.worker_host) for row in rows] == [("succeeded", "w1")] * 7
+    assert [row.attempt for row in rows] == [2] + [1] * 6  # the running one resumed, once
+    for job_id, job_spec in zip(job_ids, specs, strict=True):
+        training = job_spec["training"]
+        assert_every_step_once(live, job_id, training["epochs"] * steps_per_epoch(training["batch_size"]))
 
 
 def _running_by_host(live: Stack, job_ids: list[str]) -> dict[str, Job]:

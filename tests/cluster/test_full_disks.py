@@ -31,7 +31,7 @@ from app.db.engine import transaction
 from app.db.migrate import upgrade_to_head
 from app.db.tables import Checkpoint
 
-EPOCHS, BATCH_SIZE = 30, 16
+EPOCHS, BATCH_SIZE = 15, 16
 SPEC = {
     "dataset": {"name": "digits"},
     "model": {"arch": "mlp", "hidden_sizes": [64]},
