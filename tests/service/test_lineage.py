@@ -14,13 +14,14 @@ import pytest
 from conftest import new_token
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
-from stored_rows import finished_job
+from stored_rows import add_checkpoints, finished_job
 
 from app.api.lineage import lineage
 from app.core.settings import Settings
 from app.db.base import utcnow
 from app.db.checkpoint_retention import ONLY_THE_NEWEST, prune
-from app.db.deletion import expired_jobs
+from app.db.checkpoints import protected_checkpoint_ids
+from app.db.deletion import delete_finished_job, expired_jobs
 from app.db.engine import make_engine, make_session_factory, transaction
 from app.db.tables import Checkpoint, Job
 from models.checkpoint import checkpoint_bytes
@@ -222,3 +223,28 @@ def test_lineage_is_bounded_and_says_so(db: sessionmaker[Session], owner: str) -
         assert not whole.truncated
         cut = lineage(session=session, job=session.get_one(Job, chain[0]), limit=2)
         assert [d.id for d in cut.descendants] == chain[1:3] and cut.truncated
+
+
+def test_a_parent_outlives_retention_and_deletion_while_its_child_exists(database_url: str) -> None:
+    """On PostgreSQL and SQLite: the rows' own guards, beneath the API's 409s."""
+    engine = make_engine(database_url)
+    factory = make_session_factory(engine)
+    with transaction(factory) as session:
+        parent = finished_job(session, "lineage-owner", finished_days_ago=30)
+        first, _newest = add_checkpoints(session, parent, epochs=2, nbytes=100)
+        child = finished_job(session, "lineage-owner", finished_days_ago=30)
+        row = session.get_one(Job, child)
+        row.parent_job_id, row.parent_checkpoint_id = parent, first
+    with transaction(factory) as session:
+        prune(session, parent, ONLY_THE_NEWEST)
+        assert first in protected_checkpoint_ids(session, session.get_one(Job, parent))
+        expired = [job_id for job_id, _ in expired_jobs(session, finished_before=utcnow(), limit=10_000)]
+        assert child in expired and parent not in expired
+    with factory() as session:  # refused: its caller rolls back what went before the job's row
+        assert not delete_finished_job(session, job_id=parent, owner="lineage-owner")
+    with transaction(factory) as session:
+        assert session.get(Checkpoint, first) is not None and session.get(Job, parent) is not None
+        assert delete_finished_job(session, job_id=child, owner="lineage-owner")
+    with transaction(factory) as session:
+        assert delete_finished_job(session, job_id=parent, owner="lineage-owner")
+    engine.dispose()
