@@ -18,7 +18,7 @@ from models.train import fit
 DIGITS_MLP = {
     "dataset": {"name": "digits"},
     "model": {"arch": "mlp", "hidden_sizes": [64]},
-    "training": {"epochs": 4, "batch_size": 64, "seed": 0},
+    "training": {"epochs": 3, "batch_size": 64, "seed": 0},
 }
 
 

@@ -32,14 +32,6 @@ def _http(stack: LiveStack, token: str | None = None) -> httpx2.Client:
     )
 
 
-def _ended(http: httpx2.Client, location: str) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        evaluation = http.get(location).json()
-        return evaluation if evaluation["status"] in ("succeeded", "failed") else None
-
-    return wait_for(done, timeout=TIMEOUT, interval=0.3, what=location)
-
-
 @pytest.fixture(scope="module")
 def cnn_job(live_stack: LiveStack) -> dict[str, Any]:
     job = Client(live_stack.url, live_stack.token).submit(DIGITS_CNN, name="evaluated-cnn").wait()
@@ -112,14 +104,17 @@ def test_an_idempotent_post_answers_202_with_its_location_once(
     http = _http(live_stack)
     path = f"/v1/jobs/{cnn_job['id']}/evaluations"
     key = {"Idempotency-Key": uuid.uuid4().hex}
-    body = {"kind": "report", "checkpoint": "latest", "split": "val"}
+    body = {"kind": "attribution", "checkpoint": "latest", "split": "val", "params": {"samples": 2}}
     first, again = (http.post(path, json=body, headers=key) for _ in range(2))
     assert first.status_code == again.status_code == 202
     assert first.json()["id"] == again.json()["id"]
     assert first.headers["Location"] == f"{path}/{first.json()['id']}" == again.headers["Location"]
     assert [e["id"] for e in http.get(path).json()["items"]].count(first.json()["id"]) == 1
-    ended = _ended(http, first.headers["Location"])
-    assert ended["status"] == "succeeded" and ended["split"] == "val"
+    stored = http.get(first.headers["Location"]).json()
+    assert (stored["split"], stored["params"]) == ("val", {"samples": 2, "ig_steps": 128})
+    # The same key with another body is refused, naming the header.
+    other = http.post(path, json={**body, "split": "test"}, headers=key)
+    assert other.status_code == 422 and other.json()["errors"][0]["field"] == "Idempotency-Key"
 
 
 def test_another_owner_sees_no_evaluation(live_stack: LiveStack, cnn_job: dict[str, Any]) -> None:
