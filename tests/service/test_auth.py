@@ -76,6 +76,7 @@ def test_every_route_hides_another_owners_objects_as_404(
         ("GET", f"/v1/jobs/{job_id}/checkpoints/best"),
         ("GET", f"/v1/jobs/{job_id}/logs"),
         ("GET", f"/v1/jobs/{job_id}/events"),
+        ("GET", f"/v1/jobs/{job_id}/evaluations"),
         ("GET", f"/v1/datasets/{dataset_id}"),
     ]
     for method, path in foreign:
