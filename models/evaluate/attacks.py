@@ -47,15 +47,19 @@ def pgd(
     generator: torch.Generator,
 ) -> Tensor:
     """`steps` steps of size `step_size` (absolute, in input units) up the loss, each projected onto
-    {x' : ‖x' − x‖∞ ≤ ε} ∩ [lo, hi]."""
-    below, above = torch.max(x - epsilon, lo), torch.min(x + epsilon, hi)
+    {x' : ‖x' − x‖∞ ≤ ε} ∩ [lo, hi]. One step of ε from x is FGSM."""
+
+    def project(point: Tensor) -> Tensor:
+        # Onto the ε-ball, then the data range: a test sample outside the training range is pulled into it.
+        return torch.clamp(torch.clamp(point, x - epsilon, x + epsilon), lo, hi)
+
     adversarial = x.clone()
     if random_start:
         noise = torch.rand(x.shape, generator=generator, dtype=x.dtype) * 2 - 1  # uniform in [-1, 1)
-        adversarial = torch.clamp(x + epsilon * noise.to(x.device), below, above)
+        adversarial = project(x + epsilon * noise.to(x.device))
     for _ in range(steps):
         step = adversarial + step_size * _gradient(model, adversarial, y).sign()
-        adversarial = torch.clamp(step, below, above)
+        adversarial = project(step)
     return adversarial.detach()
 
 

@@ -45,6 +45,26 @@ def test_fgsm_is_the_signed_gradient_step_clipped_exactly() -> None:
     assert (adversarial == hi).any() and (adversarial == lo).any()  # the clipping did bite
 
 
+def test_one_pgd_step_of_epsilon_without_random_start_is_fgsm() -> None:
+    model = _linear()
+    x = torch.randn(32, 6, dtype=torch.float64)
+    y = torch.randint(0, 3, (32,))
+    lo, hi = torch.full((6,), -1.0, dtype=torch.float64), torch.full((6,), 1.0, dtype=torch.float64)
+    one_step = pgd(
+        model,
+        x,
+        y,
+        0.4,
+        steps=1,
+        step_size=0.4,
+        random_start=False,
+        lo=lo,
+        hi=hi,
+        generator=torch.Generator(),
+    )
+    assert torch.equal(one_step, fgsm(model, x, y, 0.4, lo, hi))
+
+
 def test_pgd_stays_in_the_epsilon_ball_and_the_data_range() -> None:
     model = _linear()
     x = torch.rand(64, 6, dtype=torch.float64)
