@@ -20,11 +20,11 @@ from app.db.base import utcnow
 from app.db.tables import Dataset
 from models.dataset_info import BUILTIN_DATASETS, DatasetInfo
 from models.errors import SpecError
-from models.uploads import read_dataset_file
 
 FORMATS = {".npz": "npz", ".csv": "csv"}
 
-child_process.preload("app.api.datasets")
+UPLOAD_SERVER = "uploads"  # torch-free: it starts in a fraction of a second
+child_process.preload("app.api.upload_child", server=UPLOAD_SERVER)
 
 
 @dataclass(frozen=True)
@@ -73,14 +73,16 @@ def store_upload(
     return dataset, True
 
 
-def _checked_info(data: bytes, filename: str, file_format: str, form: UploadForm, limits: Settings) -> Any:
+def _checked_info(
+    data: bytes, filename: str, file_format: str, form: UploadForm, limits: Settings
+) -> dict[str, Any]:
     busy = (
         f"{limits.max_concurrent_upload_parses} uploads are being checked in this API process; retry shortly"
     )
     with child_process.slot("upload check", limits.max_concurrent_upload_parses, wait=0, message=busy):
         try:
             return child_process.call(
-                "app.api.datasets:read_info",
+                "app.api.upload_child:read_info",
                 data,
                 filename,
                 file_format,
@@ -88,6 +90,7 @@ def _checked_info(data: bytes, filename: str, file_format: str, form: UploadForm
                 form.unlabelled,
                 memory_bytes=limits.upload_parse_memory_bytes,
                 timeout_seconds=limits.upload_parse_timeout_seconds,
+                server=UPLOAD_SERVER,
             )
         except child_process.ChildFailed as failure:
             if failure.kind == "memory":
@@ -102,20 +105,6 @@ def _checked_info(data: bytes, filename: str, file_format: str, form: UploadForm
                 else str(failure)
             )
             raise SpecError.single("file", filename, f"checking the file {reason}") from None
-
-
-def read_info(
-    data: bytes, filename: str, file_format: str, label_column: str | None, unlabelled: bool
-) -> dict[str, Any]:
-    """In the child: parse and check the upload, and answer what it holds (its DatasetInfo as JSON)."""
-    raw = read_dataset_file(
-        data,
-        name=filename,
-        file_format=file_format,  # type: ignore[arg-type]
-        label_column=label_column,
-        unlabelled=unlabelled,
-    )
-    return raw.info.model_dump(mode="json")
 
 
 def _same_upload(session: Session, owner: str, sha256: str, label_column: str | None) -> Dataset | None:

@@ -1,12 +1,12 @@
 """Work the API must not do on its own memory or time (a dry run, an upload's check): each call runs in a
 child process forked from a warm server, under an address-space limit and a timeout, at most N at once.
 
-The server (app/core/fork_server.py) starts once per API process and imports the modules the children run
-(torch among them), so a fork costs milliseconds and the API process itself never imports them. A target is
-named by its dotted path ("package.module:function"), so the parent never imports it either. The child caps
-its address space at its size when forked plus `memory_bytes`: an allocation beyond fails there, and the
-API process only hears what happened. A child still running at its timeout is killed (through a pidfd, so
-a reused pid is never hit).
+A server (app/core/fork_server.py) starts once per API process and imports the modules its children run
+(torch, for the dry run), so a fork costs milliseconds and the API process itself never imports them. A
+target is named by its dotted path ("package.module:function"), so the parent never imports it either. The
+child caps its address space at its size when forked plus `memory_bytes`: an allocation beyond fails there,
+and the API process only hears what happened. A child still running at its timeout is killed (through a
+pidfd, so a reused pid is never hit).
 """
 
 import math
@@ -27,9 +27,12 @@ from app.core import fork_server
 from models.errors import SpecError
 
 SERVER_START_SECONDS = 300.0  # its imports (torch) on a loaded machine; not counted in a call's timeout
-_PRELOAD: list[str] = []
-_server_lock = threading.Lock()
-_server: tuple[subprocess.Popen[bytes], str] | None = None
+# Servers by name, each with the modules it imports: "default" (torch: dry runs, checkpoint checks) and any
+# other that registers, such as the torch-free one for uploads, which starts in a fraction of a second.
+_PRELOAD: dict[str, list[str]] = {}
+_locks: dict[str, threading.Lock] = {}
+_locks_lock = threading.Lock()
+_servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
 
 
 class ChildFailed(RuntimeError):
@@ -48,26 +51,32 @@ class Busy(RuntimeError):
         super().__init__(message)
 
 
-def preload(*modules: str) -> None:
-    """Have the server import `modules` when it starts (call at import time, before the first `call`)."""
-    _PRELOAD.extend(m for m in modules if m not in _PRELOAD)
+def preload(*modules: str, server: str = "default") -> None:
+    """Have `server` import `modules` when it starts (call at import time, before the first `call`)."""
+    wanted = _PRELOAD.setdefault(server, [])
+    wanted.extend(m for m in modules if m not in wanted)
 
 
 def warm_up() -> None:
-    """Start the server in the background, so that the first call does not wait for its imports."""
-    threading.Thread(target=_server_name, name="fork-server-start", daemon=True).start()
+    """Start every server in the background, so that the first call does not wait for its imports."""
+    for server in list(_PRELOAD):
+        threading.Thread(
+            target=_server_name, args=(server,), name=f"fork-server-{server}", daemon=True
+        ).start()
 
 
-def _server_name() -> str:
+def _server_name(server: str) -> str:
     """The running server's socket name, starting it (and waiting until it is ready) if need be."""
-    global _server
-    with _server_lock:
-        if _server is not None and _server[0].poll() is None:
-            return _server[1]
+    with _locks_lock:
+        lock = _locks.setdefault(server, threading.Lock())
+    with lock:
+        running = _servers.get(server)
+        if running is not None and running[0].poll() is None:
+            return running[1]
         name = f"nnforge-fork-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         env = os.environ | {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.core.fork_server", name, *_PRELOAD],
+            [sys.executable, "-m", "app.core.fork_server", name, *_PRELOAD.get(server, [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -80,14 +89,14 @@ def _server_name() -> str:
         if line.strip() != b"ready":
             process.kill()
             raise RuntimeError(f"the fork server did not start (exit code {process.wait()})")
-        _server = (process, name)
+        _servers[server] = (process, name)
         return name
 
 
-def call(target: str, *args: Any, memory_bytes: int, timeout_seconds: float) -> Any:
-    """`target(*args)` in a forked child. Raises the target's SpecError as is; anything else that goes wrong
-    as ChildFailed("timeout" | "memory" | "crashed")."""
-    name = _server_name()
+def call(target: str, *args: Any, memory_bytes: int, timeout_seconds: float, server: str = "default") -> Any:
+    """`target(*args)` in a child forked from `server`. Raises the target's SpecError as is; anything else
+    that goes wrong as ChildFailed("timeout" | "memory" | "crashed")."""
+    name = _server_name(server)
     deadline = time.monotonic() + timeout_seconds
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout_seconds)
