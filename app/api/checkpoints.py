@@ -3,7 +3,7 @@
 from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
-from app.db.checkpoints import best_checkpoint_query
+from app.db.checkpoints import NEWEST_FIRST, best_checkpoint_query
 from app.db.job_state import newest_checkpoint
 from app.db.tables import Checkpoint, Job
 
@@ -16,20 +16,25 @@ def list_checkpoints(*, session: Session, job: Job) -> list[Checkpoint]:
     )
 
 
-def find_checkpoint(*, session: Session, job: Job, which: str) -> Checkpoint | None:
+def find_checkpoint(*, session: Session, job: Job, which: str, with_data: bool = True) -> Checkpoint | None:
     """`which` is a checkpoint id, `latest` (the newest resumable), or `best` (the best epoch's weights;
-    the latest when the job has no best epoch, or its best epoch's checkpoint was deleted)."""
-    query = select(Checkpoint).where(Checkpoint.job_id == job.id).options(undefer(Checkpoint.data))
+    the latest when the job has no best epoch, or its best epoch's checkpoint was deleted). Without
+    `with_data` the bytes load only when touched (predict needs them once per checkpoint, to export it)."""
+    data = (undefer(Checkpoint.data),) if with_data else ()
+    query = select(Checkpoint).where(Checkpoint.job_id == job.id).options(*data)
     if which == "latest":
-        return newest_checkpoint(session, job_id=job.id)
+        return _newest(session, job, with_data)
     if which == "best":
         best_query = best_checkpoint_query(job)
-        best = (
-            session.scalars(best_query.options(undefer(Checkpoint.data))).first()
-            if best_query is not None
-            else None
-        )
-        return best or newest_checkpoint(session, job_id=job.id)
+        best = session.scalars(best_query.options(*data)).first() if best_query is not None else None
+        return best or _newest(session, job, with_data)
     if not which.isdigit() or int(which) >= 2**31:  # ids are 32-bit integers: no larger one exists
         return None
     return session.scalars(query.where(Checkpoint.id == int(which))).first()
+
+
+def _newest(session: Session, job: Job, with_data: bool) -> Checkpoint | None:
+    if with_data:
+        return newest_checkpoint(session, job_id=job.id)
+    query = select(Checkpoint).where(Checkpoint.job_id == job.id, Checkpoint.resumable)
+    return session.scalars(query.order_by(*NEWEST_FIRST).limit(1)).first()

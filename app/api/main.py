@@ -5,6 +5,7 @@ import gc
 from fastapi import FastAPI
 
 from app.api.job_reads import RecentJobReads
+from app.api.onnx_models import OnnxModels
 from app.api.problems import install_problem_handlers, problem_responses
 from app.api.routes import (
     catalog,
@@ -17,6 +18,7 @@ from app.api.routes import (
     jobs,
     logs,
     metrics,
+    predict,
     samples,
     sweeps,
     usage,
@@ -54,8 +56,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.token_owners = OwnerCache(settings.token_cache_seconds)
     app.state.job_reads = RecentJobReads(settings.status_cache_seconds)
+    app.state.onnx_models = OnnxModels(
+        settings.nnforge_home / "onnx",
+        sessions=settings.predict_session_cache,
+        disk_bytes=settings.predict_onnx_cache_bytes,
+        export_timeout=settings.predict_export_timeout_seconds,
+        export_memory=settings.predict_export_memory_bytes,
+    )
     install_problem_handlers(app)
-    for module in (jobs, metrics, events, logs, samples, checkpoints, datasets, catalog, usage):
+    for module in (jobs, metrics, events, logs, samples, checkpoints, predict, datasets, catalog, usage):
         app.include_router(module.router, responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 503))
     app.include_router(
         evaluations.router, responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 503)

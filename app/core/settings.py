@@ -197,6 +197,31 @@ class Settings(BaseSettings):
 
     @property
     def broker_folder(self) -> Path:
+    max_predict_batch: int = Field(
+        default=1024, ge=1, le=100_000, description="inputs (or a GAN's n) one predict request may send"
+    )
+    predict_session_cache: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="ONNX Runtime sessions an API process keeps, one per checkpoint, the least recently "
+        "used dropped beyond; each holds its model's weights (4 bytes a parameter)",
+    )
+    predict_onnx_cache_bytes: int = Field(
+        default=1024**3,
+        ge=0,
+        description="exported ONNX files kept under NNFORGE_HOME/onnx; beyond, the least recently used go",
+    )
+    predict_export_timeout_seconds: float = Field(
+        default=300.0, gt=0, le=3600, description="the longest a checkpoint's ONNX export may take; then 503"
+    )
+    predict_export_memory_bytes: int = Field(
+        default=2 * 1024**3,
+        ge=16 * 1024**2,
+        description="address space a checkpoint's ONNX export may add to the process it forks from; "
+        "beyond: 503",
+    )
+
         return (self.nnforge_home / "broker").resolve()
 
 
