@@ -10,7 +10,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from app.client import cli_evaluate, cli_jobs, cli_lineage, cli_storage, cli_sweeps
+from app.client import cli_evaluate, cli_jobs, cli_lineage, cli_predict, cli_storage, cli_sweeps
 from app.client.spec_files import apply_overrides, read_spec_file
 from models.errors import SpecError
 from models.specs import DatasetRef, JobSpec, parse_job_spec
@@ -222,6 +222,7 @@ def token_list() -> None:
 
 
 datasets = cli_jobs.register(cli)  # submit, list, status, metrics, logs, cancel, download, datasets: remote
+cli_predict.register(cli)  # predict: remote
 cli_storage.register(cli, datasets)  # delete, usage, datasets delete
 cli_evaluate.register(cli)  # evaluate
 

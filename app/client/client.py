@@ -7,6 +7,7 @@ for event in job.stream():              # status, progress, metrics, end (server
     ...
 job.wait().status                       # 'succeeded'
 job.download("cnn.onnx", format="onnx", checkpoint="best")
+job.predict(x)["classes"]                # raw samples in; served by ONNX Runtime on the server
 client.job("1d44").tag(add=["baseline"])  # a job by a unique prefix of its id; tags, notes and name by PATCH
 client.jobs(tags=["baseline"], sort="-best.val_accuracy", limit=10)
 client.sweep("sweep.yaml").wait().best()  # a search, one job per trial (app/client/sweeps.py)
@@ -336,6 +337,23 @@ class Job:
 
     def checkpoints(self) -> list[dict[str, Any]]:
         return self.client.request("GET", f"/v1/jobs/{self.id}/checkpoints").json()  # type: ignore[no-any-return]
+
+    def predict(
+        self,
+        inputs: Any = None,
+        *,
+        n: int | None = None,
+        seed: int | None = None,
+        checkpoint: str = "best",
+    ) -> dict[str, Any]:
+        """The checkpoint's answers for raw `inputs` (a list or array of samples): {classes, probabilities,
+        labels} for a classifier, {outputs} for regression; for a GAN, `n` samples from latent `seed`:
+        {samples}. The first call for a checkpoint waits for its ONNX export (seconds)."""
+        body: dict[str, Any] = {"checkpoint": checkpoint}
+        if inputs is not None:
+            body["inputs"] = inputs.tolist() if hasattr(inputs, "tolist") else inputs  # numpy arrays too
+        body |= {k: v for k, v in {"n": n, "seed": seed}.items() if v is not None}
+        return self.client.request("POST", f"/v1/jobs/{self.id}/predict", json=body).json()  # type: ignore[no-any-return]
 
     def delete_checkpoint(self, checkpoint_id: int) -> None:
         """Delete one checkpoint; NnforgeError 409 for the newest and the best epoch's, which stay."""
