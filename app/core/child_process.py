@@ -20,7 +20,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any
 
 from app.core import fork_server
@@ -96,11 +95,8 @@ def _server_name(server: str) -> str:
 def call(target: str, *args: Any, memory_bytes: int, timeout_seconds: float, server: str = "default") -> Any:
     """`target(*args)` in a child forked from `server`. Raises the target's SpecError as is; anything else
     that goes wrong as ChildFailed("timeout" | "memory" | "crashed")."""
-    name = _server_name(server)
     deadline = time.monotonic() + timeout_seconds
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout_seconds)
-        sock.connect("\0" + name)
+    with _connect(server, timeout_seconds) as sock:
         try:
             (pid,) = fork_server.PID.unpack(fork_server.receive_exactly(sock, fork_server.PID.size))
             pidfd = os.pidfd_open(pid)
@@ -124,10 +120,34 @@ def call(target: str, *args: Any, memory_bytes: int, timeout_seconds: float, ser
     raise ChildFailed(kind, value)
 
 
-@lru_cache
+_slots: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+
+
 def slots(kind: str, limit: int) -> threading.BoundedSemaphore:
     """The `limit` slots of one kind of work in this process."""
-    return threading.BoundedSemaphore(limit)
+    with _locks_lock:
+        return _slots.setdefault((kind, limit), threading.BoundedSemaphore(limit))
+
+
+def _connect(server: str, timeout_seconds: float) -> socket.socket:
+    try:
+        return _open(_server_name(server), timeout_seconds)
+    except OSError:  # the server died since it was last seen: start it again, once
+        process, _ = _servers[server]
+        process.kill()
+        process.wait()
+        return _open(_server_name(server), timeout_seconds)
+
+
+def _open(name: str, timeout_seconds: float) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout_seconds)
+    try:
+        sock.connect("\0" + name)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 @contextmanager

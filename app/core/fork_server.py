@@ -55,6 +55,7 @@ def serve(name: str, modules: list[str]) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     print("ready", flush=True)
+    os.dup2(2, 1)  # nobody reads that pipe from now on: what children print goes to the parent's stderr
     while True:
         connection, _ = listener.accept()
         if os.fork() == 0:

@@ -3,6 +3,7 @@ MAX_JOB_MEMORY_BYTES; the dry run and an upload's check in a child process under
 bound, at most N at once, never on the API process's own memory."""
 
 import io
+import os
 import threading
 import uuid
 from pathlib import Path
@@ -155,6 +156,15 @@ def test_dry_runs_beyond_the_concurrent_limit_wait_then_get_429(api_settings: Se
         assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
         assert "dry runs are under way" in refused.json()["detail"]
         assert api.post("/v1/jobs", json=SMALL).status_code == 202
+
+
+def test_a_child_runs_in_a_process_of_its_own_and_a_dead_server_is_started_again() -> None:
+    first = child_process.call("os:getpid", memory_bytes=2**30, timeout_seconds=60)
+    server, _ = child_process._servers["default"]
+    server.kill()
+    server.wait()
+    second = child_process.call("os:getpid", memory_bytes=2**30, timeout_seconds=60)
+    assert len({first, second, os.getpid()}) == 3
 
 
 def test_an_upload_whose_check_needs_more_memory_than_allowed_is_413(api_settings: Settings) -> None:
