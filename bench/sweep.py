@@ -212,11 +212,11 @@ def main(argv: list[str] | None = None) -> None:
             verdict(two["wall"] < one["wall"]),
         ],
         [
-            f"service, ASHA, parallel 2: {asha['pruned']}/{args.trials} pruned, "
-            f"{asha['epochs']}/{full} epochs",
+            "service, ASHA, parallel 2",
             f"{asha['wall']:.1f}",
             f"{asha['wall'] / loop['wall']:.2f}",
-            f"#{asha['number']} {asha['value']:.4f}",
+            f"#{asha['number']} {asha['value']:.4f}; {asha['pruned']}/{args.trials} pruned, "
+            f"{asha['epochs']}/{full} epochs",
             "≥ 40 % pruned, ≤ 50 % epochs, best within 0.005",
             verdict(
                 asha["pruned"] >= 0.4 * args.trials
@@ -225,12 +225,11 @@ def main(argv: list[str] | None = None) -> None:
             ),
         ],
         [
-            f"NAS, {args.nas_trials} trials × {args.nas_epochs} epochs, parallel 2: "
-            f"{_network(found['arch'])}, "
-            f"lr {found['params']['optimizer.lr']:.2g}, test accuracy {found['test_accuracy']:.4f}",
+            f"NAS: MLP + CNN, {args.nas_trials} × {args.nas_epochs} epochs",
             f"{found['wall']:.1f}",
             "",
-            f"val {found['value']:.4f}",
+            f"{_network(found['arch'])}, lr {found['params']['optimizer.lr']:.2g}: val {found['value']:.4f}, "
+            f"test {found['test_accuracy']:.4f}",
             "val > 0.978 (CNN template)",
             verdict(found["value"] > 0.978),
         ],
