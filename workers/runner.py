@@ -2,6 +2,9 @@
 the database in batches, stores checkpoints and stops when asked (cancel, shutdown, lost lease)."""
 
 import logging
+import math
+import os
+import resource
 import threading
 import time
 import traceback
@@ -34,23 +37,55 @@ class StopSignals:
         self.shutdown = threading.Event()
         self.lease_lost = threading.Event()
         self.pruned = threading.Event()  # a sweep's pruner stopped this trial (workers/sweep_pruning.py)
+        self.stalled = threading.Event()  # a step ran past MAX_STEP_SECONDS (StepClock)
 
     def any(self) -> bool:
-        stops = (self.cancel, self.shutdown, self.lease_lost, self.pruned)
+        stops = (self.cancel, self.shutdown, self.lease_lost, self.pruned, self.stalled)
         return any(signal.is_set() for signal in stops)
+
+
+class StepClock:
+    """When the training loop last called the hook (a step's end, an epoch's end, a checkpoint, a stop check)
+    and which step comes next, against MAX_STEP_SECONDS. The training thread judges each interval as it ends
+    (`tick`); the lease keeper judges the one in progress (`late`), for a step that never ends."""
+
+    def __init__(self, limit: float, step: int) -> None:
+        self.limit, self.step = limit, step
+        self.epoch: int | None = None
+        self.last = time.monotonic()
+        self.overrun: str | None = None  # what ran past the limit, once something did
+
+    def tick(self, signals: StopSignals, *, step: int | None = None, epoch: int | None = None) -> None:
+        if self.overrun is None and (late := self.late()) is not None:
+            self.overrun = late
+            signals.stalled.set()
+        self.last = time.monotonic()
+        self.step, self.epoch = step if step is not None else self.step, epoch or self.epoch
+
+    def late(self) -> str | None:
+        """What is past the limit now, in words naming the step; None while within it."""
+        if time.monotonic() - self.last <= self.limit:
+            return None
+        epoch = f" (epoch {self.epoch})" if self.epoch is not None else ""
+        return (
+            f"step {self.step + 1}{epoch} made no progress for over MAX_STEP_SECONDS = {self.limit:g} s "
+            "(the limit covers a step and the evaluation or checkpoint before it)"
+        )
 
 
 class LeaseKeeper(threading.Thread):
     """Renews the job's lease every `interval` seconds, apart from the training thread, so a long step or a
     checkpoint save never lets it lapse; notes cancel requests and a lost lease."""
 
-    def __init__(self, store: JobStore, signals: StopSignals, interval: float) -> None:
+    def __init__(self, store: JobStore, signals: StopSignals, interval: float, clock: StepClock) -> None:
         super().__init__(name="lease-keeper", daemon=True)
-        self.store, self.signals, self.interval = store, signals, interval
+        self.store, self.signals, self.interval, self.clock = store, signals, interval, clock
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
+            if (late := self.clock.late()) is not None:
+                end_stalled_process(self.store, late)
             try:
                 if self.store.touch():
                     self.signals.cancel.set()
@@ -59,6 +94,15 @@ class LeaseKeeper(threading.Thread):
                 return
             except Exception:  # an outage past the store's retries: keep trying, training goes on
                 log.exception("job %s: lease renewal failed", self.store.job_id)
+
+
+def end_stalled_process(store: JobStore, message: str) -> None:
+    """A step that does not end cannot be waited for: record the timeout and end the process from here (the
+    training thread is inside the step; the lease fences any write it would still make)."""
+    log.error("job %s: %s; stopping its training process", store.job_id, message)
+    store.finish(status=JobStatus.FAILED, error_type=ErrorKind.TIMEOUT, error_message=message)
+    logging.shutdown()  # the job's log lines first
+    os._exit(0)  # the outcome is recorded: the task reads exit code 0 as done
 
 
 class DatabaseHook(Hook):
@@ -76,15 +120,18 @@ class DatabaseHook(Hook):
         self.progress: dict[str, Any] = {}
         self.last_flush = time.monotonic()
         self.writes = WriteBehind()
+        self.clock = StepClock(math.inf, 0)  # MAX_STEP_SECONDS: run_claimed sets the job's
         self.epoch_end: EpochCallback | None = None  # a sweep's trial reports to its pruner here
 
     def on_step(self, report: StepReport) -> None:
+        self.clock.tick(self.signals, step=report.step, epoch=report.epoch)
         self.rows += [
             MetricRow(name, report.step, report.epoch, value) for name, value in report.metrics.items()
         ]
         self.progress |= {"step": report.step}
 
     def on_epoch(self, report: EpochReport) -> None:
+        self.clock.tick(self.signals, step=report.step, epoch=report.epoch + 1)
         self.rows += [
             MetricRow(name, report.step, report.epoch, value) for name, value in report.metrics.items()
         ]
@@ -111,6 +158,7 @@ class DatabaseHook(Hook):
             self.epoch_end(report)
 
     def on_checkpoint(self, checkpoint: dict[str, Any], report: EpochReport | None) -> None:
+        self.clock.tick(self.signals)
         data = checkpoint_bytes(checkpoint)  # serialised here: the optimizer state in it keeps changing
         progress = checkpoint["progress"]
         self.writes.drain()  # the previous checkpoint is written: at most one waits in memory (an outage)
@@ -137,6 +185,7 @@ class DatabaseHook(Hook):
             )
 
     def should_stop(self) -> bool:
+        self.clock.tick(self.signals)
         if time.monotonic() - self.last_flush >= self.interval:
             self.flush(wait=False)
         return self.signals.any()
@@ -160,6 +209,23 @@ class DatabaseHook(Hook):
             raise
 
 
+def out_of_memory(error: BaseException) -> bool:
+    """An allocation that failed: Python's MemoryError, torch's CPU allocator (which raises RuntimeError) at
+    the training process's memory limit, or CUDA's OutOfMemoryError."""
+    return (
+        isinstance(error, MemoryError)
+        or type(error).__name__ == "OutOfMemoryError"
+        or (isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+    )
+
+
+def memory_limit_note() -> str:
+    limit = resource.getrlimit(resource.RLIMIT_DATA)[0]
+    if limit == resource.RLIM_INFINITY:
+        return ""
+    return f" (a training process may use MAX_JOB_MEMORY_BYTES = {limit:,} bytes, its own ~0.35 GB included)"
+
+
 def retention_policy(spec: JobSpec) -> RetentionPolicy:
     kept, objective = spec.training.checkpoint, spec.training.objective
     best = (objective.metric, objective.mode) if objective is not None else None
@@ -179,19 +245,29 @@ def load_dataset(store: JobStore, claimed: ClaimedJob) -> RawDataset | None:
     )
 
 
-def run_claimed(store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat_seconds: float) -> str:
+def run_claimed(
+    store: JobStore,
+    claimed: ClaimedJob,
+    signals: StopSignals,
+    heartbeat_seconds: float,
+    max_step_seconds: float,
+) -> str:
     """Train a claimed job until it ends or is stopped, and record the outcome; returns what happened:
-    succeeded, failed, cancelled, handed_back (shutdown) or lease_lost."""
-    keeper = LeaseKeeper(store, signals, heartbeat_seconds)
+    succeeded, failed, cancelled, handed_back (shutdown) or lease_lost. A step past `max_step_seconds`
+    fails it as timeout: the training thread notices when the step ends, the lease keeper when it does not."""
+    clock = StepClock(max_step_seconds, 0)
+    keeper = LeaseKeeper(store, signals, heartbeat_seconds, clock)
     keeper.start()
     try:
-        return _train(store, claimed, signals, heartbeat_seconds)
+        return _train(store, claimed, signals, heartbeat_seconds, clock)
     finally:
         keeper.stopped.set()
         keeper.join()
 
 
-def _train(store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat_seconds: float) -> str:
+def _train(
+    store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat_seconds: float, clock: StepClock
+) -> str:
     try:
         spec = JobSpec.model_validate(claimed.spec)
         dataset = load_dataset(store, claimed)
@@ -200,6 +276,8 @@ def _train(store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat
         # A lost attempt's steps are rewritten: from its checkpoint, or from the start when it left none.
         store.forget_metrics_after(resume["progress"]["step"] if resume is not None else 0)
         hook = DatabaseHook(store, signals, heartbeat_seconds, retention_policy(spec))
+        clock.step = resume["progress"]["step"] if resume is not None else 0
+        hook.clock = clock
         hook.epoch_end = trial_reporter(store, signals.pruned)
         log.info(
             "job %s attempt %d starts%s",
@@ -216,6 +294,7 @@ def _train(store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat
         except Diverged as error:  # an outcome like any other: its metrics up to the end are written
             result = error
         finally:
+            clock.limit = math.inf  # training is over: the final writes and a report are no step
             hook.writes.close()  # the writes already submitted finish before the outcome is recorded
         hook.flush()
     except LeaseLost:
@@ -229,13 +308,25 @@ def _train(store: JobStore, claimed: ClaimedJob, signals: StopSignals, heartbeat
         store.finish(status=JobStatus.FAILED, error_type=ErrorKind.NO_SPACE, error_message=str(error))
         return JobStatus.FAILED
     except Exception as error:
-        kind = ErrorKind.OUT_OF_MEMORY if type(error).__name__ == "OutOfMemoryError" else ErrorKind.INTERNAL
+        if out_of_memory(error):
+            message = f"out of memory: {str(error).strip().splitlines()[-1]}{memory_limit_note()}"
+            log.error("job %s: %s", claimed.id, message)
+            store.finish(status=JobStatus.FAILED, error_type=ErrorKind.OUT_OF_MEMORY, error_message=message)
+            return JobStatus.FAILED
         log.exception("job %s failed", claimed.id)
-        store.finish(status=JobStatus.FAILED, error_type=kind, error_message=traceback.format_exc(limit=20))
+        store.finish(
+            status=JobStatus.FAILED,
+            error_type=ErrorKind.INTERNAL,
+            error_message=traceback.format_exc(limit=20),
+        )
         return JobStatus.FAILED
     if isinstance(result, Diverged):
         log.warning("job %s %s", claimed.id, result)
         store.finish(status=JobStatus.FAILED, error_type=ErrorKind.DIVERGED, error_message=str(result))
+        return JobStatus.FAILED
+    if clock.overrun is not None:
+        log.error("job %s: %s", claimed.id, clock.overrun)
+        store.finish(status=JobStatus.FAILED, error_type=ErrorKind.TIMEOUT, error_message=clock.overrun)
         return JobStatus.FAILED
     if result.status != "stopped":
         if store.finish(status=JobStatus.SUCCEEDED):

@@ -1,6 +1,7 @@
 """What the Celery task does: hand the message's queue to a training process, which claims the fairest job
-of that queue (app.db.job_state.claim, not necessarily the job the message named), wait for it, and settle
-the job when the process could not (it crashed, was killed, or ran past the time limit).
+of that queue (app.db.job_state.claim, not necessarily the job the message named), wait for it
+(workers.watch), and settle the job when the process could not: it crashed or was killed (for memory:
+out_of_memory), ran past MAX_JOB_SECONDS, or was stopped CANCEL_GRACE_SECONDS after a cancel it ignored.
 
 Each task process keeps a process ready for its next job. For jobs that cannot use CUDA, a zygote
 (workers.zygote) that imported torch once and forks a training process per job in milliseconds. For the
@@ -10,17 +11,15 @@ touched CUDA."""
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from celery.signals import worker_process_init
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool
 
 from app.core.queue import make_celery, publish_job
 from app.core.settings import Settings
@@ -28,19 +27,12 @@ from app.db.engine import make_engine, make_session_factory
 from app.db.job_state import ErrorKind, JobStatus
 from app.db.tables import Job
 from workers.job_store import JobStore, job_leased_by
+from workers.watch import Ending, TrainingProcess, watch
 from workers.zygote import STANDBY_PLACEHOLDER, ForkServer, forks_for
 
 log = logging.getLogger("nnforge.worker")
 _standby: subprocess.Popen[bytes] | None = None  # this task process's standby training process
 _zygote: ForkServer | None = None  # this task process's fork server
-
-
-class TrainingProcess(Protocol):
-    """A job's training process as the task waits on it: a standby's Popen or a zygote's child."""
-
-    pid: int
-
-    def wait(self, timeout: float | None = None) -> int: ...
 
 
 def trainer_registry(settings: Settings, worker_pid: int) -> Path:
@@ -84,30 +76,50 @@ def supervise(job_id: str, queue: str | None, settings: Settings) -> str:
     """Run the fairest job of the message's queue in a fresh process; returns how it ended for this
     delivery. `job_id` is the job the message was sent for; `queue` its queue (None in a message from before
     messages carried it: the job's)."""
-    engine = make_engine(settings.resolved_database_url, poolclass=NullPool)
+    # One pooled connection: the watch reads the job's cancel request every second while it trains.
+    engine = make_engine(settings.resolved_database_url, pool_size=1, max_overflow=1)
     factory = make_session_factory(engine)
     try:
         queue = queue or _queue_of(factory, job_id)
         if queue is None or not _any_queued(factory, queue):
             return "skipped"  # a duplicate delivery, or a job cancelled while queued: no process to start
         token = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        code = _run_trainer(settings, queue, f"{queue} {token} {job_id}")
-        if code == 0:
+        ended = _run_trainer(settings, queue, f"{queue} {token} {job_id}", factory, token)
+        if ended.code == 0:
             return "done"
         claimed = job_leased_by(factory, token, outage_seconds=settings.db_outage_seconds)
         if claimed is None:
             return "lease_lost"  # it died before it claimed a job, or the reconciler took the job back
         store = JobStore(factory, claimed, token, outage_seconds=settings.db_outage_seconds)
-        if code is None:
-            store.finish(
-                status=JobStatus.FAILED,
-                error_type=ErrorKind.TIMEOUT,
-                error_message=f"the job ran past the limit of {settings.max_job_seconds} s",
-            )
-            return "timeout"
-        return settle_lost_run(store, settings, f"the training process ended with exit code {code}")
+        return _settle(store, settings, ended)
     finally:
         engine.dispose()
+
+
+def _settle(store: JobStore, settings: Settings, ended: Ending) -> str:
+    """The outcome of a run whose process ended without recording one."""
+    if ended.code is None:
+        message = f"the job ran past the limit of {settings.max_job_seconds} s"
+        store.finish(status=JobStatus.FAILED, error_type=ErrorKind.TIMEOUT, error_message=message)
+        return "timeout"
+    if ended.cancelled:
+        message = (
+            f"cancelled on request; the training process had not stopped {settings.cancel_grace_seconds:g} s "
+            "later (CANCEL_GRACE_SECONDS) and was stopped; its last checkpoint is kept"
+        )
+        store.finish(status=JobStatus.CANCELLED, error_type=ErrorKind.CANCELLED, error_message=message)
+        return JobStatus.CANCELLED
+    limit = settings.max_job_memory_bytes
+    if ended.out_of_memory(limit):
+        message = (
+            f"out of memory: the kernel killed the training process (SIGKILL) at {ended.peak_rss:,} bytes "
+            f"resident{' (an OOM kill in its cgroup)' if ended.oom_killed else ''}; "
+            f"MAX_JOB_MEMORY_BYTES = {limit:,}"
+        )
+        log.error("job %s %s", store.job_id, message)
+        store.finish(status=JobStatus.FAILED, error_type=ErrorKind.OUT_OF_MEMORY, error_message=message)
+        return "out_of_memory"
+    return settle_lost_run(store, settings, f"the training process ended with exit code {ended.code}")
 
 
 def settle_lost_run(store: JobStore, settings: Settings, message: str) -> str:
@@ -198,22 +210,19 @@ def _start_training(queue: str, line: str) -> TrainingProcess | None:
     return standby
 
 
-def _run_trainer(settings: Settings, queue: str, line: str) -> int | None:
-    """The training process's exit code, or None when it was stopped for running past the time limit."""
+def _run_trainer(
+    settings: Settings, queue: str, line: str, factory: sessionmaker[Session], token: str
+) -> Ending:
+    """How the training process ended (workers.watch)."""
     process = _start_training(queue, line)
     if process is None:
-        return 1  # nothing claimed, nothing to settle; the reconciler sends the queue again
+        return Ending(1)  # nothing claimed, nothing to settle; the reconciler sends the queue again
     registry = trainer_registry(settings, os.getppid())
     registry.mkdir(parents=True, exist_ok=True)
     pid_file = registry / str(process.pid)
     pid_file.touch()
     try:
-        return process.wait(timeout=settings.max_job_seconds)
-    except subprocess.TimeoutExpired:
-        # SIGKILL, not SIGTERM: a SIGTERM would hand the job back to the queue instead of ending it.
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        return None
+        return watch(process, settings, factory, token)
     finally:
         pid_file.unlink(missing_ok=True)
         if not forks_for(queue):

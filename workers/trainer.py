@@ -19,6 +19,7 @@ process), so a killed worker leaves no orphan training.
 import ctypes
 import logging
 import os
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -84,11 +85,27 @@ def main(queue: str, token: str, message_job_id: str) -> int:
     )
     # The job's own log lines, served by GET /v1/jobs/{id}/logs.
     with job_log(factory, claimed.id, claimed.attempt, claimed.spec["training"]["device"]):
-        outcome = run_claimed(store, claimed, signals, settings.heartbeat_seconds)
+        limit_memory(settings.max_job_memory_bytes, claimed.spec["training"]["device"])
+        outcome = run_claimed(store, claimed, signals, settings.heartbeat_seconds, settings.max_step_seconds)
     if outcome == "handed_back":
         publish_job(make_celery(settings), claimed.id, claimed.queue)
     engine.dispose()
     return 0
+
+
+def limit_memory(limit: int, device: str) -> None:
+    """MAX_JOB_MEMORY_BYTES as this process's RLIMIT_DATA, so an allocation past it fails (MemoryError, or
+    torch's "can't allocate memory") and the job ends out_of_memory instead of the machine swapping or the
+    kernel killing something. RLIMIT_DATA, not RLIMIT_AS: it counts private writable memory (heap, anonymous
+    mappings, thread stacks), what tensors take, while the address space also holds ~0.4 GB of shared
+    libraries, glibc's 64 MB per-thread arena reservations and CUDA's reservations of many GB, none of it
+    memory used. Not on CUDA, whose driver's host mappings were never tried under it: the GPU's own memory
+    bounds those jobs, and its OutOfMemoryError ends them out_of_memory too."""
+    import torch
+
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        return
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
 
 def preload(settings: Settings) -> None:

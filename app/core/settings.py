@@ -95,6 +95,19 @@ class Settings(BaseSettings):
         default=1.0, gt=0, le=60, description="how often a running job writes progress and reads cancel"
     )
     max_job_seconds: int = Field(default=24 * 3600, ge=1, description="longest allowed run of one job")
+    max_step_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="longest a training process may go without progress (one step, or the evaluation or "
+        "checkpoint between steps); longer fails the job as timeout, naming the step",
+    )
+    cancel_grace_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="a cancel the training process has not acted on within this time stops it (SIGTERM, "
+        "then SIGKILL); the job ends cancelled with its last checkpoint",
+    )
     max_restarts: int = Field(
         default=3, ge=0, le=100, description="times a job whose worker was lost is resumed before it fails"
     )

@@ -53,9 +53,9 @@ class ErrorKind(StrEnum):
 
     SPEC_ERROR = "spec_error"
     DIVERGED = "diverged"  # the training loss stayed non-finite (training.max_nonfinite_steps)
-    OUT_OF_MEMORY = "out_of_memory"
+    OUT_OF_MEMORY = "out_of_memory"  # an allocation failed (MAX_JOB_MEMORY_BYTES, the GPU) or an OOM kill
     WORKER_LOST = "worker_lost"
-    TIMEOUT = "timeout"
+    TIMEOUT = "timeout"  # past MAX_JOB_SECONDS, or a step past MAX_STEP_SECONDS
     CANCELLED = "cancelled"
     INTERNAL = "internal"
 
@@ -96,7 +96,8 @@ TRANSITIONS = (
                "no heartbeat for LEASE_SECONDS and version unchanged; queued while attempts are left"),
     Transition("cancel_queued", "queued", "cancelled", "API (POST …/cancel)", "queued, version unchanged"),
     Transition("request_cancel", "running", "running (cancel_requested)", "API (POST …/cancel)",
-               "running; the runner sees it at its next heartbeat and finishes as cancelled"),
+               "running; the runner sees it at its next heartbeat and finishes as cancelled (or, after "
+               "CANCEL_GRACE_SECONDS, the supervisor stops the process and does)"),
     Transition("release_dataset", "succeeded · failed · cancelled · pruned", "unchanged (dataset_id NULL)",
                "API (DELETE /v1/datasets/{id})", "finished; a queued or running user refuses the delete"),
 )  # fmt: skip
