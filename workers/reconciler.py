@@ -21,6 +21,7 @@ from app.db.engine import transaction
 from app.db.job_state import JobStatus
 from app.db.tables import Job
 from workers.evaluations import settle_stale_evaluations
+from workers.sweep_driver import wake_sweeps
 
 log = logging.getLogger("nnforge.reconciler")
 
@@ -51,6 +52,9 @@ class Reconciler:
         if time.monotonic() - self.connected_since >= 2 * self.settings.lease_seconds:
             counts.update(self.take_back_lapsed_leases())
         counts["republished"] = self.republish_lost_messages()
+        # Sweeps with something to do that no driver pass has looked at lately (workers/sweep_driver.py).
+        idle = 3 * self.settings.reconcile_seconds
+        counts["sweeps_woken"] = wake_sweeps(self.factory, self.celery, idle_seconds=idle)
         counts.update(settle_stale_evaluations(self.factory, self.celery))  # workers/evaluations.py
         counts.update(run_maintenance(self.factory, retention_days=self.settings.retention_days))
         return counts
