@@ -11,6 +11,7 @@ only while nothing else runs; the API, the database and the workers' own process
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -49,7 +50,8 @@ def run_batch(stack: Stack, jobs: int, epochs: int) -> tuple[float, set[str]]:
             headers=stack.headers,
             timeout=30,
         )
-        answer.raise_for_status()
+        if answer.status_code != 202:
+            raise RuntimeError(f"POST /v1/jobs: {answer.status_code} {answer.text}")
         ids.append(answer.json()["id"])
     while True:
         rows = [httpx2.get(f"{stack.url}/v1/jobs/{i}", headers=stack.headers, timeout=30).json() for i in ids]
@@ -103,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
         title = f"{args.jobs} jobs of {args.epochs} epochs (digits MLP), POST → last end"
         console.print(table(title, ["hosts", "wall s (median)", "speed-up", "target"], rows))
     finally:
-        cluster.destroy()
+        logs = Path(tempfile.mkdtemp(prefix="nnforge-bench-cluster-"))
+        cluster.destroy(keep_logs=logs)
+        console.print(f"the processes' logs: {logs}")
 
 
 if __name__ == "__main__":
