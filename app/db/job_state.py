@@ -58,8 +58,8 @@ class ErrorKind(StrEnum):
     TIMEOUT = "timeout"  # past MAX_JOB_SECONDS, or a step past MAX_STEP_SECONDS
     CANCELLED = "cancelled"
     INTERNAL = "internal"
-
     NO_SPACE = "no_space"  # the database's disk stayed full for DB_OUTAGE_SECONDS
+
 
 class LeaseLost(RuntimeError):
     """Another runner owns the job now; this one must stop without writing."""
