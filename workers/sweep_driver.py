@@ -11,6 +11,7 @@ reports into the same Optuna trial (workers/sweep_pruning.py); a job that failed
 """
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,15 +59,19 @@ class _JobRow:
 
 def drive(factory: sessionmaker[Session], *, sweep_id: str, database_url: str, limits: Limits) -> list[Job]:
     """One pass over the sweep; returns the jobs it queued (committed), for the caller to send."""
-    from workers import sweep_study  # Optuna loads in the processes that drive, not in every worker
+    # Optuna and torch (the dry run) load in the processes that drive, not in every worker, and before the
+    # lock: a first pass in a process imports for seconds, which another driver must not wait out.
+    import models.dry_check  # noqa: F401
+    from workers import sweep_study
 
+    storage = sweep_study.storage_for(database_url)
     with transaction(factory) as session:
         sweep = lock_sweep(session, sweep_id=sweep_id)
         if sweep is None:
             return []
         spec = SweepSpec.model_validate(sweep.spec)
         study = sweep_study.open_study(
-            sweep_study.storage_for(database_url),
+            storage,
             sweep_id=sweep.id,
             spec=spec,
             direction=SweepObjective.model_validate(sweep.objective).direction,
@@ -221,6 +226,7 @@ def _factory(database_url: str) -> sessionmaker[Session]:
 
 def drive_and_send(sweep_id: str, settings: Settings, celery: Celery) -> int:
     """A pass, then a message for each job it queued; returns how many."""
+    started = time.perf_counter()
     queued = drive(
         _factory(settings.resolved_database_url),
         sweep_id=sweep_id,
@@ -229,6 +235,9 @@ def drive_and_send(sweep_id: str, settings: Settings, celery: Celery) -> int:
     )
     for job in queued:
         publish_job(celery, job.id, job.queue)
+    log.info(
+        "sweep %s: a pass queued %d trials in %.2f s", sweep_id, len(queued), time.perf_counter() - started
+    )
     return len(queued)
 
 

@@ -252,7 +252,7 @@ def sweeps_to_drive(session: Session, *, idle_seconds: float = 0.0) -> list[tupl
             ),
         )
     )
-    if idle_seconds > 0:
+    if idle_seconds > 0:  # a new sweep's first pass is on its way (POST sent it): not idle yet either
         idle = utcnow() - timedelta(seconds=idle_seconds)
-        query = query.where(or_(Sweep.driven_at.is_(None), Sweep.driven_at < idle))
+        query = query.where(func.coalesce(Sweep.driven_at, Sweep.created_at) < idle)
     return [(row[0], row[1]) for row in session.execute(query)]
