@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         cluster.build()
         cluster.start_database_host()
         settings = Settings(database_url=cluster.database_url, redis_url=cluster.redis_url, auth=True,
-                            rate_limit_per_second=1000, rate_limit_burst=1000)  # fmt: skip
+                            rate_limit_per_second=1000, rate_limit_burst=1000,
+                            dry_run_timeout_seconds=60)  # fmt: skip
         service = Service(cluster, settings)
         url = service.start_api()
         with transaction(service.factory) as session:

@@ -27,6 +27,7 @@ def cluster_settings() -> Settings:
         auth=True,
         rate_limit_per_second=1000,
         rate_limit_burst=1000,
+        dry_run_timeout_seconds=60,  # the dry run's own bound is not under test: room for a loaded machine
     )
 
 

@@ -179,6 +179,7 @@ def test_postgresql_with_a_full_data_disk_pauses_jobs_and_refuses_writes_with_50
             heartbeat_seconds=0.2,
             lease_seconds=3.0,
             reconcile_seconds=0.5,
+            dry_run_timeout_seconds=60,  # the dry run's bound is not under test: room for a loaded machine
         )
         run_through_a_full_disk(settings, disk, tmp_path / "worker.log")
         with session_factory(settings)() as session:  # PostgreSQL's own check of the tables and indexes
@@ -197,7 +198,11 @@ def test_the_embedded_default_with_a_full_home_pauses_jobs_and_refuses_writes_wi
 ) -> None:
     with small_disk(24) as home:
         settings = Settings(
-            nnforge_home=home, heartbeat_seconds=0.2, lease_seconds=3.0, reconcile_seconds=0.5
+            nnforge_home=home,
+            heartbeat_seconds=0.2,
+            lease_seconds=3.0,
+            reconcile_seconds=0.5,
+            dry_run_timeout_seconds=60,
         )
         upgrade_to_head(settings.resolved_database_url)
         ensure_broker_folders(settings)
