@@ -36,6 +36,7 @@ from app.db.sweeps import (
     sweeps_to_drive,
 )
 from app.db.tables import Job, Sweep
+from models.cost import CostLimits, check_cost, estimate
 from models.dataset_info import DatasetInfo
 from models.errors import SpecError
 from models.specs import DatasetRef, parse_job_spec
@@ -48,6 +49,7 @@ log = logging.getLogger("nnforge.sweeps")
 class Limits:
     max_restarts: int
     max_queued_per_owner: int
+    cost: CostLimits  # a trial's estimate, checked as a POSTed job's
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,7 @@ def _insert_trial(
     )
     try:
         spec = parse_job_spec(raw)
+        check_cost(estimate(spec, info), limits.cost)
         run = TrialRun.of(
             spec,
             info=info,
@@ -231,7 +234,11 @@ def drive_and_send(sweep_id: str, settings: Settings, celery: Celery) -> int:
         _factory(settings.resolved_database_url),
         sweep_id=sweep_id,
         database_url=settings.resolved_database_url,
-        limits=Limits(settings.max_restarts, settings.max_queued_jobs_per_owner),
+        limits=Limits(
+            settings.max_restarts,
+            settings.max_queued_jobs_per_owner,
+            CostLimits(settings.max_step_flops, settings.max_job_memory_bytes, settings.max_dry_run_flops),
+        ),
     )
     for job in queued:
         publish_job(celery, job.id, job.queue)

@@ -25,6 +25,7 @@ from app.api.sweep_schemas import (
     TrialsQuery,
 )
 from app.core.queue import QUEUE_FOR_DEVICE
+from app.core.settings import Settings
 from app.db.base import utcnow
 from app.db.sweeps import (
     SweepStatus,
@@ -37,6 +38,7 @@ from app.db.sweeps import (
     trials_of,
 )
 from app.db.tables import Sweep
+from models.cost import CostLimits, check_cost, estimate
 from models.dataset_info import DatasetInfo
 from models.errors import SpecError, SpecIssue
 from models.specs import DatasetRef, JobSpec, dotted_path, issue_reason, parse_job_spec
@@ -62,10 +64,12 @@ def _assigned(assignment: dict[str, Any], path: str, _dist: object) -> Any:
     return assignment[path]
 
 
-def check_corners(sweep_in: SweepSpec, info: DatasetInfo) -> tuple[SweepObjective, JobSpec]:
-    """Validate and dry-run the job spec of each corner of the space (every choice, each range's low and
-    high); a problem is a 422 naming the space's path (or the base's field). Returns the sweep's objective
-    (the base job's when not given) and the first corner's spec."""
+def check_corners(
+    sweep_in: SweepSpec, info: DatasetInfo, limits: CostLimits
+) -> tuple[SweepObjective, JobSpec]:
+    """Validate, cost-check and dry-run the job spec of each corner of the space (every choice, each range's
+    low and high) as a POSTed job's; a problem is a 422 naming the space's path (or the base's field).
+    Returns the sweep's objective (the base job's when not given) and the first corner's spec."""
     from models.dry_check import dry_check  # torch loads on the first submission, not at start-up
 
     corners = corner_assignments(sweep_in)
@@ -76,6 +80,7 @@ def check_corners(sweep_in: SweepSpec, info: DatasetInfo) -> tuple[SweepObjectiv
         raw, params = realize(checked, partial(_assigned, assignment))
         try:
             spec = parse_job_spec(raw)
+            check_cost(estimate(spec, info), limits)  # before the dry run, which it bounds
             dry = dry_check(spec, info)
         except SpecError as error:
             for issue in error.issues:
@@ -93,13 +98,13 @@ def check_corners(sweep_in: SweepSpec, info: DatasetInfo) -> tuple[SweepObjectiv
     if objective is None or first is None:
         raise SpecError.single("objective", None, "the base job has no objective: give objective.metric")
     if sweep_in.objective is None:  # every corner again, now with the objective every trial will have
-        check_corners(sweep_in.model_copy(update={"objective": objective}), info)
+        check_corners(sweep_in.model_copy(update={"objective": objective}), info, limits)
     return objective, first
 
 
-def create_sweep(*, session: Session, sweep_in: SweepSpec, owner: str) -> Sweep:
+def create_sweep(*, session: Session, sweep_in: SweepSpec, owner: str, limits: CostLimits) -> Sweep:
     info, _ = _base_dataset(session, sweep_in, owner)
-    objective, first = check_corners(sweep_in, info)
+    objective, first = check_corners(sweep_in, info, limits)
     sweep = Sweep(
         id=str(uuid.uuid4()),
         owner=owner,
@@ -116,6 +121,14 @@ def create_sweep(*, session: Session, sweep_in: SweepSpec, owner: str) -> Sweep:
     session.add(sweep)
     session.flush()
     return sweep
+
+
+def cost_limits(settings: Settings) -> CostLimits:
+    return CostLimits(
+        max_step_flops=settings.max_step_flops,
+        max_memory_bytes=settings.max_job_memory_bytes,
+        max_dry_run_flops=settings.max_dry_run_flops,
+    )
 
 
 def to_public(sweep: Sweep, trials: list[Trial]) -> SweepPublic:

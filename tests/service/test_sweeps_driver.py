@@ -12,7 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from app.api.sweeps import create_sweep
+from app.api.sweeps import cost_limits, create_sweep
+from app.core.settings import Settings
 from app.db import job_state
 from app.db.engine import make_engine, make_session_factory, transaction
 from app.db.migrate import upgrade_to_head
@@ -21,7 +22,7 @@ from models.sweep_space import SweepSpec
 from workers import sweep_study
 from workers.sweep_driver import Limits, drive
 
-LIMITS = Limits(max_restarts=3, max_queued_per_owner=100)
+LIMITS = Limits(max_restarts=3, max_queued_per_owner=100, cost=cost_limits(Settings()))
 NAS: dict[str, Any] = {
     "name": "nas",
     "base": {"dataset": {"name": "digits"}, "model": {"arch": "mlp"}, "training": {"epochs": 1}},
@@ -62,7 +63,8 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def _new_sweep(url: str, **changes: Any) -> str:
     factory = make_session_factory(make_engine(url))
     with transaction(factory) as session:
-        return create_sweep(session=session, sweep_in=SweepSpec.model_validate(NAS | changes), owner="o").id
+        sweep_in = SweepSpec.model_validate(NAS | changes)
+        return create_sweep(session=session, sweep_in=sweep_in, owner="o", limits=LIMITS.cost).id
 
 
 def _trials(url: str, sweep_id: str) -> list[Job]:

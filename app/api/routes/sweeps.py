@@ -9,7 +9,15 @@ from fastapi.responses import JSONResponse
 from app.api.deps import CeleryDep, OwnerDep, SessionDep
 from app.api.idempotency import request_hash, run_route_once
 from app.api.sweep_schemas import SweepListQuery, SweepPublic, SweepsPublic, TrialsPublic, TrialsQuery
-from app.api.sweeps import cancel, create_sweep, get_sweep, list_sweeps, read_sweep, sorted_trials
+from app.api.sweeps import (
+    cancel,
+    cost_limits,
+    create_sweep,
+    get_sweep,
+    list_sweeps,
+    read_sweep,
+    sorted_trials,
+)
 from app.core.queue import publish_sweep
 from app.db.sweeps import trials_of
 from models.sweep_space import parse_sweep
@@ -39,7 +47,8 @@ def submit_sweep(
     sweep_in = parse_sweep(body)
 
     def create() -> tuple[int, Any, dict[str, str]]:
-        sweep = create_sweep(session=session, sweep_in=sweep_in, owner=owner)
+        limits = cost_limits(request.app.state.settings)
+        sweep = create_sweep(session=session, sweep_in=sweep_in, owner=owner, limits=limits)
         body = read_sweep(session, sweep).model_dump(mode="json")
         return 202, body, {"Location": f"/v1/sweeps/{sweep.id}"}
 
