@@ -95,13 +95,13 @@ def _server_name(server: str) -> str:
 def call(target: str, *args: Any, memory_bytes: int, timeout_seconds: float, server: str = "default") -> Any:
     """`target(*args)` in a child forked from `server`. Raises the target's SpecError as is; anything else
     that goes wrong as ChildFailed("timeout" | "memory" | "crashed")."""
-    deadline = time.monotonic() + timeout_seconds
-    with _connect(server, timeout_seconds) as sock:
+    with _connect(server, timeout_seconds) as sock:  # waits for a server still starting, untimed
         try:
             (pid,) = fork_server.PID.unpack(fork_server.receive_exactly(sock, fork_server.PID.size))
             pidfd = os.pidfd_open(pid)
         except (EOFError, OSError) as error:
             raise ChildFailed("crashed", f"could not start: {error}") from None
+        deadline = time.monotonic() + timeout_seconds  # the child's own time
         try:
             fork_server.send(sock, (target, args, memory_bytes, math.ceil(timeout_seconds) + 1))
             sock.settimeout(max(0.0, deadline - time.monotonic()))
