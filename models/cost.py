@@ -40,6 +40,9 @@ DRY_RUN_SAMPLES = 2  # models.dry_check.SAMPLES
 EVAL_BATCH_SIZE = 1024  # models.procedures.EVAL_BATCH_SIZE
 GAN_EVAL_SAMPLES = 2000  # models.archs.gan.QUALITY_SAMPLES: a GAN's evaluation generates these
 DATA_COPIES = 3  # the array read, its float32 tensor, the normalised splits
+# The training process itself (interpreter, torch, the database driver: an idle standby holds 384 MiB), which
+# a job's memory limit covers too; held against MAX_JOB_MEMORY_BYTES beside the estimate, not part of it.
+PROCESS_BYTES = 384 * 2**20
 # Floats kept for the backward pass per hidden unit and time step (torch's CPU cells, measured).
 _RNN_SAVED_PER_UNIT = {"rnn": 1.5, "gru": 7.5, "lstm": 17.0}
 _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
@@ -155,15 +158,16 @@ def check_cost(cost: Cost, limits: CostLimits) -> None:
                 + (f"a batch_size up to {fits:,} fits" if fits else "use a smaller model"),
             )
         )
-    if cost.memory_bytes > limits.max_memory_bytes:
-        model_alone = cost.fixed_bytes > limits.max_memory_bytes
+    if cost.memory_bytes + PROCESS_BYTES > limits.max_memory_bytes:
+        model_alone = cost.fixed_bytes + PROCESS_BYTES > limits.max_memory_bytes
         issues.append(
             SpecIssue(
                 "model" if model_alone else "training.batch_size",
                 cost.memory_bytes,
                 f"training needs an estimated {cost.memory_bytes:,} bytes ({cost.fixed_bytes:,} for "
                 f"parameters, gradients, optimizer state and data, {cost.activation_bytes:,} for activations "
-                f"at {cost.batch_size:,} samples), over MAX_JOB_MEMORY_BYTES ({limits.max_memory_bytes:,}): "
+                f"at {cost.batch_size:,} samples), which with the training process's own "
+                f"{PROCESS_BYTES:,} is over MAX_JOB_MEMORY_BYTES ({limits.max_memory_bytes:,}): "
                 + ("use a smaller model or dataset" if model_alone else "use a smaller batch_size or model"),
             )
         )
