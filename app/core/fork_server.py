@@ -6,6 +6,10 @@ Each child sends its pid (so the parent can kill it), reads the call (target, ar
 seconds), caps its address space at its size then plus those bytes and its CPU time, runs the target and
 sends back ("ok", value), ("spec", issues), ("memory", reason) or ("crashed", reason). Messages are
 length-prefixed pickles between two processes of one service, never anything a client sent as such.
+
+A preloaded module must leave the server with no threads of its own (torch.set_num_threads(1) before any
+tensor operation, no thread pools started at import): a fork copies only the forking thread, so a lock any
+other thread held at that moment stays held, forever, in the child.
 """
 
 import importlib
