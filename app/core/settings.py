@@ -77,7 +77,8 @@ class Settings(BaseSettings):
         ge=0,
         le=10,
         description="GET /v1/jobs/{id} answers from memory for this long (keep it under HEARTBEAT_SECONDS; "
-        "0: read the database every time); a cancel through the same API process shows at once",
+        "0: read the database every time); a cancel through the same API process shows at once; predict "
+        "trusts its look-up of a job's checkpoint this long too",
     )
     worker_device: str = Field(
         default="auto",
@@ -197,19 +198,6 @@ class Settings(BaseSettings):
         "once on a machine a job keeps busy (training takes every cycle they leave)",
     )
 
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def resolved_database_url(self) -> str:
-        if self.database_url is None:
-            return f"sqlite:///{(self.nnforge_home / 'nnforge.db').resolve()}"
-        # Plain postgresql:// URLs get the psycopg 3 driver we ship.
-        for prefix in ("postgresql://", "postgres://"):
-            if self.database_url.startswith(prefix):
-                return "postgresql+psycopg://" + self.database_url.removeprefix(prefix)
-        return self.database_url
-
-    @property
-    def broker_folder(self) -> Path:
     max_predict_batch: int = Field(
         default=1024, ge=1, le=100_000, description="inputs (or a GAN's n) one predict request may send"
     )
@@ -235,6 +223,19 @@ class Settings(BaseSettings):
         "beyond: 503",
     )
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url is None:
+            return f"sqlite:///{(self.nnforge_home / 'nnforge.db').resolve()}"
+        # Plain postgresql:// URLs get the psycopg 3 driver we ship.
+        for prefix in ("postgresql://", "postgres://"):
+            if self.database_url.startswith(prefix):
+                return "postgresql+psycopg://" + self.database_url.removeprefix(prefix)
+        return self.database_url
+
+    @property
+    def broker_folder(self) -> Path:
         return (self.nnforge_home / "broker").resolve()
 
 
