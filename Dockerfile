@@ -21,7 +21,8 @@ COPY models models
 COPY app app
 COPY workers workers
 COPY migrations migrations
-RUN pip install --no-cache-dir ${TORCH_INDEX:+--extra-index-url ${TORCH_INDEX}} .
+# The `onnx` extra: ONNX downloads, and the export each checkpoint needs before predict can serve it.
+RUN pip install --no-cache-dir ${TORCH_INDEX:+--extra-index-url ${TORCH_INDEX}} '.[onnx]'
 
 RUN useradd --create-home --uid 10001 nnforge && mkdir -p /data && chown nnforge /data
 USER nnforge

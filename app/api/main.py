@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from app.api.job_reads import RecentJobReads
 from app.api.onnx_models import OnnxModels
+from app.api.predict import RecentLookups
 from app.api.problems import install_problem_handlers, problem_responses
 from app.api.routes import (
     catalog,
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         export_timeout=settings.predict_export_timeout_seconds,
         export_memory=settings.predict_export_memory_bytes,
     )
+    app.state.predict_lookups = RecentLookups(settings.status_cache_seconds)
     install_problem_handlers(app)
     for module in (jobs, metrics, events, logs, samples, checkpoints, predict, datasets, catalog, usage):
         app.include_router(module.router, responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 503))

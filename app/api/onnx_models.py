@@ -33,10 +33,14 @@ class ExportFailed(RuntimeError):
     """The child process could not export the checkpoint (or took too long)."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class ServedModel:
     session: Any  # onnxruntime.InferenceSession; onnxruntime loads on the first predict
     meta: OnnxMeta
+    seconds_per_sample: float = float("inf")  # of the latest run; unknown until the first
+
+    def expected_seconds(self, samples: int) -> float:
+        return self.seconds_per_sample * samples
 
     @property
     def kind(self) -> Kind:
@@ -45,7 +49,10 @@ class ServedModel:
         return "classifier" if self.meta.info.task == "classification" else "regression"
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"input": x})[0]  # type: ignore[no-any-return]
+        start = time.perf_counter()
+        out: np.ndarray = self.session.run(None, {"input": x})[0]
+        self.seconds_per_sample = (time.perf_counter() - start) / len(x)
+        return out
 
 
 class OnnxModels:

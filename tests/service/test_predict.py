@@ -195,6 +195,12 @@ def test_predict_gan_refuses_inputs_and_too_many_samples(
     assert api.post(url, json={"inputs": [[0.0, 0.0]]}).json()["errors"][0]["field"] == "inputs"
 
 
+def test_predict_body_over_the_json_limit_is_413(api: TestClient, trained: dict[str, Trained]) -> None:
+    body = b'{"inputs": [[' + b"0.000000," * 130_000 + b"0]]}"  # over 1 MiB
+    response = api.post(f"/v1/jobs/{trained['mlp'].job_id}/predict", content=body)
+    assert response.status_code == 413 and "1,048,576 bytes" in response.json()["detail"]
+
+
 def test_predict_is_owner_scoped_and_needs_a_checkpoint(
     api: TestClient, settings: Settings, trained: dict[str, Trained]
 ) -> None:
