@@ -271,10 +271,12 @@ def _train(
     try:
         spec = JobSpec.model_validate(claimed.spec)
         dataset = load_dataset(store, claimed)
-        saved = store.latest_checkpoint()
-        resume = read_checkpoint(saved) if saved is not None else None
-        # A lost attempt's steps are rewritten: from its checkpoint, or from the start when it left none.
-        store.forget_metrics_after(resume["progress"]["step"] if resume is not None else 0)
+        resume = None
+        if claimed.attempt > 1:  # a first attempt has no checkpoint and no steps to forget: 2 queries spared
+            saved = store.latest_checkpoint()
+            resume = read_checkpoint(saved) if saved is not None else None
+            # A lost attempt's steps are rewritten: from its checkpoint, or from the start when it left none.
+            store.forget_metrics_after(resume["progress"]["step"] if resume is not None else 0)
         hook = DatabaseHook(store, signals, heartbeat_seconds, retention_policy(spec))
         clock.step = resume["progress"]["step"] if resume is not None else 0
         hook.clock = clock
