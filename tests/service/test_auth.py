@@ -77,10 +77,12 @@ def test_every_route_hides_another_owners_objects_as_404(
         ("GET", f"/v1/jobs/{job_id}/logs"),
         ("GET", f"/v1/jobs/{job_id}/events"),
         ("GET", f"/v1/jobs/{job_id}/evaluations"),
+        ("POST", f"/v1/jobs/{job_id}/predict"),
         ("GET", f"/v1/datasets/{dataset_id}"),
     ]
     for method, path in foreign:
         body = {"notes": "written by bob"} if method == "PATCH" else None
+        body = {"inputs": [[0.0, 0.0]]} if path.endswith("/predict") else body  # valid: 404 comes first
         mine = alice.request(method, path, json=body and {"notes": "alice's"})
         theirs = bob.request(method, path, json=body)
         missing = bob.request(method, path.replace(job_id, "0" * 36).replace(dataset_id, "0" * 36), json=body)

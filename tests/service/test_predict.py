@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import numpy as np
 import pytest
+import schemathesis
 import torch
 from conftest import new_token, redis_database
 from fastapi.testclient import TestClient
@@ -275,3 +277,18 @@ def test_prune_drops_the_least_recently_used_files_over_the_limit(tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.v1.onnx", "newest.v1.onnx"]
     prune(tmp_path, 0, keep=tmp_path / "newest.v1.onnx", stale_seconds=600)
     assert [p.name for p in tmp_path.iterdir()] == ["newest.v1.onnx"]  # the one just written stays
+
+
+def test_predict_answers_as_its_schema_says_for_generated_bodies(
+    settings: Settings, trained: dict[str, Trained]
+) -> None:
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(settings))
+    headers = {"Authorization": f"Bearer {new_token(settings, OWNER)}"}
+
+    @hypothesis.given(case=schema["/v1/jobs/{job_id}/predict"]["POST"].as_strategy())
+    @hypothesis.settings(max_examples=40, deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
+    def answers_as_documented(case: Any) -> None:
+        case.path_parameters = {"job_id": trained["mlp"].job_id}  # a real model, not only 404s
+        case.call_and_validate(headers=headers)
+
+    answers_as_documented()
