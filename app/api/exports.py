@@ -1,4 +1,5 @@
-"""Checkpoint bytes in the format a user asked for. Torch (and for ONNX, onnxscript) load on first use."""
+"""Checkpoint bytes in the format a user asked for. Torch loads on first use (safetensors); ONNX files come
+from app/api/onnx_models.py, exported outside the API process."""
 
 from importlib.util import find_spec
 from typing import Literal
@@ -17,18 +18,10 @@ def check_onnx_export() -> None:
         raise ExportUnavailable("ONNX export needs the server's optional extra: pip install 'nnforge[onnx]'")
 
 
-def convert(data: bytes, format_: Format) -> bytes:
-    """`pt` is the stored checkpoint itself; safetensors the weights with the spec as metadata; onnx the
-    raw-input model (a GAN's generator)."""
+def convert(data: bytes, format_: Literal["pt", "safetensors"]) -> bytes:
+    """`pt` is the stored checkpoint itself; safetensors the weights with the spec as metadata."""
     if format_ == "pt":
         return data
-    if format_ == "onnx":
-        check_onnx_export()
     from models.checkpoint import export_safetensors, read_checkpoint
 
-    checkpoint = read_checkpoint(data)
-    if format_ == "safetensors":
-        return export_safetensors(checkpoint)
-    from models.onnx_export import export_onnx
-
-    return export_onnx(checkpoint)
+    return export_safetensors(read_checkpoint(data))

@@ -79,12 +79,16 @@ class OnnxModels:
         served = self.cached(sha256)
         if served is not None:
             return served
+        return await run_in_threadpool(self._load, sha256, await self.onnx_bytes(sha256, checkpoint_bytes))
+
+    async def onnx_bytes(self, sha256: str, checkpoint_bytes: Callable[[], bytes]) -> bytes:
+        """The checkpoint's ONNX file (what `?format=onnx` downloads too), exported first if need be."""
         path = self.folder / f"{sha256}.v{FILE_VERSION}.onnx"
-        for _ in range(2):  # another process may prune the file between the export and its loading
+        for _ in range(2):  # another process may prune the file between the export and its reading
             if not path.exists():
                 await self._export_once(sha256, path, checkpoint_bytes)
             try:
-                return await run_in_threadpool(self._load, sha256, path)
+                return await run_in_threadpool(_read_and_touch, path)
             except FileNotFoundError:
                 continue
         raise ExportFailed(f"the ONNX file of checkpoint {sha256[:12]} was removed as it was written")
@@ -128,7 +132,7 @@ class OnnxModels:
         }
         return f"the ONNX export {limit.get(failure.kind, f'failed: {failure}')}"
 
-    def _load(self, sha256: str, path: Path) -> ServedModel:
+    def _load(self, sha256: str, onnx: bytes) -> ServedModel:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -136,8 +140,7 @@ class OnnxModels:
         # would take the cores the API and the database answer with.
         options.intra_op_num_threads = options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(path.read_bytes(), options, providers=["CPUExecutionProvider"])
-        os.utime(path)  # used now: the disk cache keeps it over older files
+        session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
         served = ServedModel(session, OnnxMeta.from_metadata(session.get_modelmeta().custom_metadata_map))
         with self.lock:
             self.sessions[sha256] = served
@@ -145,6 +148,12 @@ class OnnxModels:
             while len(self.sessions) > self.max_sessions:
                 self.sessions.popitem(last=False)
         return served
+
+
+def _read_and_touch(path: Path) -> bytes:
+    data = path.read_bytes()
+    os.utime(path)  # used now: the disk cache keeps it over older files
+    return data
 
 
 def prune(folder: Path, limit_bytes: int, keep: Path, stale_seconds: float) -> None:

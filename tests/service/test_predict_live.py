@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 from live_stack import LiveStack
@@ -56,7 +57,7 @@ def _api_pid(stack: LiveStack) -> int:
     return int(match.group(1))
 
 
-def test_client_predict_equals_load_model_and_the_api_process_loads_no_torch(
+def test_client_predict_and_onnx_download_leave_the_api_process_without_torch(
     live_stack: LiveStack, digits_job: Job, tmp_path: Path
 ) -> None:
     x = DIGITS.data[:20].astype(np.float32)
@@ -66,6 +67,11 @@ def test_client_predict_equals_load_model_and_the_api_process_loads_no_torch(
         expected = torch.softmax(model(torch.from_numpy(x)), dim=1).numpy()
     np.testing.assert_allclose(answer["probabilities"], expected, atol=1e-5, rtol=0)
     assert answer["classes"] == expected.argmax(axis=1).tolist()
+    # The ONNX download is the file predict serves, its metadata naming the dataset.
+    onnx_file = ort.InferenceSession(str(digits_job.download(tmp_path, format="onnx")))
+    assert "digits" in onnx_file.get_modelmeta().custom_metadata_map["nnforge.dataset_info"]
+    (logits,) = onnx_file.run(None, {"input": x.reshape(-1, 8, 8)})
+    assert logits.argmax(axis=1).tolist() == answer["classes"]
     # What the API process has mapped: ONNX Runtime's library, and none of torch's (an import of torch,
     # anywhere in the process, maps its shared libraries).
     maps = Path(f"/proc/{_api_pid(live_stack)}/maps").read_text()
