@@ -75,7 +75,8 @@ const nnforgePredict = (() => {
   }
 
   async function start(jobId) {
-    const job = await nnforge.getJson(`/v1/jobs/${jobId}`);
+    const job = await nnforge.getJson(`/v1/jobs/${jobId}`).catch(() => null);
+    if (!job) return; // the page itself says why (no token, no such job)
     const generative = job.arch === "gan";
     const ref = job.spec.dataset;
     // The sample shape shapes the box; a deleted upload leaves it unknown (the API's 422 then names it).
