@@ -45,32 +45,40 @@ class StopSignals:
 
 
 class StepClock:
-    """When the training loop last called the hook (a step's end, an epoch's end, a checkpoint, a stop check)
-    and which step comes next, against MAX_STEP_SECONDS. The training thread judges each interval as it ends
-    (`tick`); the lease keeper judges the one in progress (`late`), for a step that never ends."""
+    """When the training loop last called the hook, against MAX_STEP_SECONDS, and which step it is on. The
+    loop calls `should_stop` after every step, and reports steps (`on_step`) in groups: the steps done are the
+    last one reported plus the stop checks since, less the check that follows a report in the same iteration.
+    The training thread judges each interval as it ends (`tick`); the lease keeper judges the one in progress
+    (`late`), for a step that never ends."""
 
     def __init__(self, limit: float, step: int) -> None:
-        self.limit, self.step = limit, step
+        self.limit, self.done = limit, step
         self.epoch: int | None = None
+        self.reported = False  # a report came since the last stop check: that check adds no step
         self.last = time.monotonic()
         self.overrun: str | None = None  # what ran past the limit, once something did
 
-    def tick(self, signals: StopSignals, *, step: int | None = None, epoch: int | None = None) -> None:
-        if self.overrun is None and (late := self.late()) is not None:
+    def tick(self, signals: StopSignals, interval: str | None = None) -> None:
+        """A call from the training loop; `interval`: what ran since the previous one, when not a step."""
+        if self.overrun is None and (late := self.late(interval)) is not None:
             self.overrun = late
             signals.stalled.set()
         self.last = time.monotonic()
-        self.step, self.epoch = step if step is not None else self.step, epoch or self.epoch
 
-    def late(self) -> str | None:
+    def reported_step(self, step: int, epoch: int) -> None:
+        self.done, self.epoch, self.reported = step, epoch, True
+
+    def checked(self) -> None:
+        """A stop check, which follows each step."""
+        self.done, self.reported = self.done + (not self.reported), False
+
+    def late(self, interval: str | None = None) -> str | None:
         """What is past the limit now, in words naming the step; None while within it."""
         if time.monotonic() - self.last <= self.limit:
             return None
         epoch = f" (epoch {self.epoch})" if self.epoch is not None else ""
-        return (
-            f"step {self.step + 1}{epoch} made no progress for over MAX_STEP_SECONDS = {self.limit:g} s "
-            "(the limit covers a step and the evaluation or checkpoint before it)"
-        )
+        what = interval or f"step {self.done + 1}{epoch} (or the evaluation or checkpoint before it)"
+        return f"{what} made no progress for over MAX_STEP_SECONDS = {self.limit:g} s"
 
 
 class LeaseKeeper(threading.Thread):
@@ -124,14 +132,16 @@ class DatabaseHook(Hook):
         self.epoch_end: EpochCallback | None = None  # a sweep's trial reports to its pruner here
 
     def on_step(self, report: StepReport) -> None:
-        self.clock.tick(self.signals, step=report.step, epoch=report.epoch)
+        self.clock.tick(self.signals)
+        self.clock.reported_step(report.step, report.epoch)
         self.rows += [
             MetricRow(name, report.step, report.epoch, value) for name, value in report.metrics.items()
         ]
         self.progress |= {"step": report.step}
 
     def on_epoch(self, report: EpochReport) -> None:
-        self.clock.tick(self.signals, step=report.step, epoch=report.epoch + 1)
+        self.clock.tick(self.signals, f"the evaluation of epoch {report.epoch}")
+        self.clock.reported_step(report.step, report.epoch + 1)
         self.rows += [
             MetricRow(name, report.step, report.epoch, value) for name, value in report.metrics.items()
         ]
@@ -186,6 +196,7 @@ class DatabaseHook(Hook):
 
     def should_stop(self) -> bool:
         self.clock.tick(self.signals)
+        self.clock.checked()
         if time.monotonic() - self.last_flush >= self.interval:
             self.flush(wait=False)
         return self.signals.any()
@@ -278,7 +289,7 @@ def _train(
             # A lost attempt's steps are rewritten: from its checkpoint, or from the start when it left none.
             store.forget_metrics_after(resume["progress"]["step"] if resume is not None else 0)
         hook = DatabaseHook(store, signals, heartbeat_seconds, retention_policy(spec))
-        clock.step = resume["progress"]["step"] if resume is not None else 0
+        clock.done = resume["progress"]["step"] if resume is not None else 0
         hook.clock = clock
         hook.epoch_end = trial_reporter(store, signals.pruned)
         log.info(

@@ -9,6 +9,7 @@ others, a standby training process (`python -m workers.trainer --standby`), star
 job starts: it imports torch while that job trains and waits on stdin. Never a fork of a process that
 touched CUDA."""
 
+import functools
 import logging
 import os
 import subprocess
@@ -76,24 +77,26 @@ def supervise(job_id: str, queue: str | None, settings: Settings) -> str:
     """Run the fairest job of the message's queue in a fresh process; returns how it ended for this
     delivery. `job_id` is the job the message was sent for; `queue` its queue (None in a message from before
     messages carried it: the job's)."""
-    # One pooled connection: the watch reads the job's cancel request every second while it trains.
-    engine = make_engine(settings.resolved_database_url, pool_size=1, max_overflow=1)
-    factory = make_session_factory(engine)
-    try:
-        queue = queue or _queue_of(factory, job_id)
-        if queue is None or not _any_queued(factory, queue):
-            return "skipped"  # a duplicate delivery, or a job cancelled while queued: no process to start
-        token = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        ended = _run_trainer(settings, queue, f"{queue} {token} {job_id}", factory, token)
-        if ended.code == 0:
-            return "done"
-        claimed = job_leased_by(factory, token, outage_seconds=settings.db_outage_seconds)
-        if claimed is None:
-            return "lease_lost"  # it died before it claimed a job, or the reconciler took the job back
-        store = JobStore(factory, claimed, token, outage_seconds=settings.db_outage_seconds)
-        return _settle(store, settings, ended)
-    finally:
-        engine.dispose()
+    factory = _session_factory(settings.resolved_database_url)
+    queue = queue or _queue_of(factory, job_id)
+    if queue is None or not _any_queued(factory, queue):
+        return "skipped"  # a duplicate delivery, or a job cancelled while queued: no process to start
+    token = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+    ended = _run_trainer(settings, queue, f"{queue} {token} {job_id}", factory, token)
+    if ended.code == 0:
+        return "done"
+    claimed = job_leased_by(factory, token, outage_seconds=settings.db_outage_seconds)
+    if claimed is None:
+        return "lease_lost"  # it died before it claimed a job, or the reconciler took the job back
+    store = JobStore(factory, claimed, token, outage_seconds=settings.db_outage_seconds)
+    return _settle(store, settings, ended)
+
+
+@functools.cache
+def _session_factory(url: str) -> sessionmaker[Session]:
+    """This task process's database connection, kept from task to task (no connect between back-to-back
+    jobs); one pooled connection, which the watch uses every second while a job trains."""
+    return make_session_factory(make_engine(url, pool_size=1, max_overflow=1))
 
 
 def _settle(store: JobStore, settings: Settings, ended: Ending) -> str:
