@@ -155,7 +155,7 @@ class Settings(BaseSettings):
         description="estimated FLOPs of one training step (forward and backward over a batch); more: 422",
     )
     max_dry_run_flops: float = Field(
-        default=3e9,
+        default=2e9,
         gt=0,
         le=1e18,
         description="estimated FLOPs of the check a POST runs (one training step and one evaluation on 2 "

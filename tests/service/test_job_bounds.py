@@ -83,7 +83,7 @@ def test_the_probes_long_sequences_are_refused_by_their_estimate(
         )
         expected = estimate(JobSpec.model_validate({"dataset": {"id": dataset_id}, "model": LSTM}), info)
         assert errors["model"]["value"] == expected.dry_run_flops
-        assert "MAX_DRY_RUN_FLOPS (3e+09)" in errors["model"]["reason"]
+        assert "MAX_DRY_RUN_FLOPS (2e+09)" in errors["model"]["reason"]
         assert errors["training.batch_size"]["value"] == expected.step_flops
         assert "MAX_STEP_FLOPS (2e+11)" in errors["training.batch_size"]["reason"]
 
