@@ -5,9 +5,10 @@ import os
 
 import torch
 
-from models.onnx_export import export_checkpoint
+# Before any tensor operation: a fork copies only the forking thread (app/core/fork_server.py).
+torch.set_num_threads(1)
 
-torch.set_num_threads(1)  # a process forked after torch starts its thread pool could hang
+from models.onnx_export import export_checkpoint  # noqa: E402
 
 
 def export(data: bytes) -> bytes:
