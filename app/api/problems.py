@@ -15,7 +15,7 @@ from app.api.deps import RateLimited, Unauthorized
 from app.api.idempotency import IdempotencyInFlight
 from app.api.jobs import JobConflict, JobNotFound, TooManyJobs
 from app.api.usage import StorageLimitExceeded
-from app.core.child_process import Busy
+from app.core.child_process import Busy, Overloaded
 from app.db.no_space import is_no_space
 from models.errors import SpecError
 from models.specs import dotted_path, issue_reason
@@ -172,6 +172,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Busy)
     async def _busy(request: Request, error: Busy) -> JSONResponse:
         response = problem(429, "Too many at once", str(error))
+        response.headers["Retry-After"] = str(error.retry_after)
+        return response
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(request: Request, error: Overloaded) -> JSONResponse:
+        response = problem(503, "Service overloaded", str(error))
         response.headers["Retry-After"] = str(error.retry_after)
         return response
 

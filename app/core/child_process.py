@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from app.core import fork_server
@@ -40,6 +41,24 @@ class ChildFailed(RuntimeError):
     def __init__(self, kind: str, detail: str) -> None:
         self.kind = kind
         super().__init__(detail)
+
+
+class Overloaded(RuntimeError):
+    """The child ran out of time without getting the CPU to use it: answered 503 with Retry-After."""
+
+    retry_after = 5
+
+
+STARVED_CPU_SHARE = 0.5  # a timed-out child that ran less than this share of its time on a CPU was starved
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used, from /proc; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 class Busy(RuntimeError):
@@ -107,7 +126,13 @@ def call(target: str, *args: Any, memory_bytes: int, timeout_seconds: float, ser
             sock.settimeout(max(0.0, deadline - time.monotonic()))
             kind, value = fork_server.receive(sock)
         except TimeoutError:
+            used = _cpu_seconds(pid)
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            if used < STARVED_CPU_SHARE * timeout_seconds:
+                # It hardly ran: the machine was busy, which is no fault of what it was given.
+                raise Overloaded(
+                    f"the machine is too busy: it ran {used:.1f} s of CPU in {timeout_seconds:g} s; retry"
+                ) from None
             raise ChildFailed("timeout", f"did not finish within {timeout_seconds:g} s") from None
         except (EOFError, OSError):
             raise ChildFailed("crashed", "ended abnormally (killed, or a fault in native code)") from None

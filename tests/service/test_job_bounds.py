@@ -160,6 +160,14 @@ def test_dry_runs_beyond_the_concurrent_limit_wait_then_get_429(api_settings: Se
         assert api.post("/v1/jobs", json=SMALL).status_code == 202
 
 
+def test_a_child_that_times_out_without_using_its_cpu_time_is_overloaded_not_a_fault_of_its_input() -> None:
+    """A dry run starved by a busy machine answers 503 + Retry-After, not a 422 blaming the spec."""
+    with pytest.raises(child_process.Overloaded, match="too busy"):
+        child_process.call("time:sleep", 30, memory_bytes=2**30, timeout_seconds=1)
+    with pytest.raises(child_process.ChildFailed, match="did not finish within 1 s"):
+        child_process.call("builtins:sum", range(10**12), memory_bytes=2**30, timeout_seconds=1)  # on a CPU
+
+
 def test_a_child_runs_in_a_process_of_its_own_and_a_dead_server_is_started_again() -> None:
     first = child_process.call("os:getpid", memory_bytes=2**30, timeout_seconds=60)
     server, _ = child_process._servers["default"]
