@@ -222,14 +222,14 @@ def to_public(job: Job, *, position: int | None) -> JobPublic:
         best_metrics=job.best_metrics,
         best_epoch=job.best_epoch,
         best_test_metrics=job.best_test_metrics,
+        sweep_id=job.sweep_id,
+        trial_number=job.trial_number,
         error=JobError(type=ErrorKind(job.error_type), message=job.error_message or "")
         if job.error_type
         else None,
         created_at=job.created_at,
         started_at=job.started_at,
         attempt_started_at=job.attempt_started_at,
-        sweep_id=job.sweep_id,
-        trial_number=job.trial_number,
         last_heartbeat_at=job.heartbeat_at,
         worker_host=job.worker_host,
         finished_at=job.finished_at,

@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     for module in (jobs, metrics, events, logs, samples, checkpoints, predict, datasets, catalog, usage):
         app.include_router(module.router, responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 503))
+    app.include_router(sweeps.router, responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 503))
     app.include_router(
         evaluations.router, responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 503)
     )
@@ -76,7 +77,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", dashboard.static_files, name="static")
     install_metrics(app, app.state.session_factory)
     app.add_middleware(RequestIdMiddleware)
-    app.include_router(sweeps.router, responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 503))
     app.add_middleware(BodyLimitMiddleware)  # outermost: nothing reads a body past its cap
     configure_logging()
     # The collector's passes stall every request in flight and set the API's p99 under load

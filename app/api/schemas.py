@@ -178,6 +178,8 @@ class JobPublic(BaseModel):
     best_test_metrics: dict[str, float] = Field(
         description="test_* of the best epoch's weights: the score of the checkpoint `best` downloads"
     )
+    sweep_id: str | None = Field(default=None, description="the sweep this job is a trial of")
+    trial_number: int | None = Field(default=None, description="its trial number in that sweep, from 0")
     error: JobError | None
     created_at: datetime
     started_at: datetime | None = Field(description="when its first attempt started")
@@ -190,8 +192,6 @@ class JobPublic(BaseModel):
     )
     worker_host: str | None = Field(default=None, description="the host its latest attempt ran on")
     finished_at: datetime | None
-    sweep_id: str | None = Field(default=None, description="the sweep this job is a trial of")
-    trial_number: int | None = Field(default=None, description="its trial number in that sweep, from 0")
     dataset_deleted: bool = Field(
         default=False, description="the uploaded dataset it trained on was deleted (its checkpoints stay)"
     )

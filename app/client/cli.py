@@ -225,13 +225,13 @@ datasets = cli_jobs.register(cli)  # submit, list, status, metrics, logs, cancel
 cli_predict.register(cli)  # predict: remote
 cli_storage.register(cli, datasets)  # delete, usage, datasets delete
 cli_evaluate.register(cli)  # evaluate
+cli_sweeps.register(cli)  # sweep submit, list, status, trials, cancel
+cli_lineage.register(cli)  # lineage
 
 
 def main() -> None:
     cli()
 
-cli_sweeps.register(cli)  # sweep submit, list, status, trials, cancel
-cli_lineage.register(cli)  # lineage
 
 if __name__ == "__main__":
     main()

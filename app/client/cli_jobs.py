@@ -109,13 +109,13 @@ def submit(
         list[str] | None, typer.Option("--tag", help="a tag to find it by (repeatable; added to the file's)")
     ] = None,
     notes: Annotated[str | None, typer.Option(help="free text about the job (instead of the file's)")] = None,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the job until it ends")] = True,
-    url: UrlOpt = None,
-    token: TokenOpt = None,
     priority: Annotated[
         Priority | None,
         typer.Option(help="among your own queued jobs, high ones start first (default: the file's; normal)"),
     ] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the job until it ends")] = True,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
     """Submit a job and follow it (a progress bar and a line per epoch) until it ends; the exit code is 0
