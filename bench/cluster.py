@@ -27,6 +27,7 @@ from netns_cluster import DEFAULT_WORKER, Cluster, Service, Stack, usable  # noq
 from app.api.tokens import create_token  # noqa: E402
 from app.core.settings import Settings  # noqa: E402
 from app.db.engine import transaction  # noqa: E402
+from app.db.job_state import TERMINAL, JobStatus  # noqa: E402
 from bench.report import console, table  # noqa: E402
 
 
@@ -55,10 +56,10 @@ def run_batch(stack: Stack, jobs: int, epochs: int) -> tuple[float, set[str]]:
         ids.append(answer.json()["id"])
     while True:
         rows = [httpx2.get(f"{stack.url}/v1/jobs/{i}", headers=stack.headers, timeout=30).json() for i in ids]
-        if all(row["status"] not in ("queued", "running") for row in rows):
+        if all(row["status"] in TERMINAL for row in rows):
             break
         time.sleep(0.1)
-    bad = [row["status"] for row in rows if row["status"] != "succeeded"]
+    bad = [row["status"] for row in rows if row["status"] != JobStatus.SUCCEEDED]
     if bad:
         raise RuntimeError(f"jobs ended {bad}")
     return time.monotonic() - started, {row["worker_host"] for row in rows}

@@ -25,6 +25,7 @@ from sklearn.datasets import load_digits
 
 from app.db.base import utcnow
 from app.db.engine import transaction
+from app.db.job_state import JobStatus
 from app.db.tables import Checkpoint, Job
 from bench.report import console, percentile, table, verdict
 from bench.stack import machine, service_stack
@@ -60,7 +61,7 @@ def store_job(factory, checkpoint: dict, owner: str) -> str:  # type: ignore[no-
             spec=spec,
             queue="cpu",
             num_parameters=1,
-            status="succeeded",
+            status=JobStatus.SUCCEEDED,
             version=2,
             attempt=1,
             max_restarts=3,
