@@ -17,11 +17,12 @@ from app.db.migrate import upgrade_to_head
 from models.checkpoint import read_checkpoint
 
 REDIS_DB = 14
-# Momentum warming up to a learning rate of 10 over 10 epochs: a few finite epochs, then divergence.
+# Momentum warming up to a learning rate of 10 over 8 epochs: a finite first epoch, then divergence (with a
+# longer warm-up the ReLUs may all die first, and a dead network never diverges).
 WARMING_UP = {
     "dataset": {"name": "digits"},
     "model": {"arch": "mlp", "hidden_sizes": [512, 512]},
-    "optimizer": {"name": "momentum", "lr": 10, "warmup_steps": 230},
+    "optimizer": {"name": "momentum", "lr": 10, "warmup_steps": 184},
     "training": {"epochs": 20},
 }
 
