@@ -260,7 +260,7 @@ def _rnn(spec: RNNSpec, info: DatasetInfo) -> _Work:
 
 
 def _body(body: MLPBodySpec | ConvBodySpec, *, generator: bool, latent: int, shape: tuple[int, ...]) -> Net:
-    if isinstance(body, MLPBodySpec):
+    if body.kind == "mlp":
         n_in, n_out = (latent, prod(shape)) if generator else (prod(shape), 1)
         return Net(tuple(_linear_chain(n_in, body.hidden_sizes, n_out)), n_in)
     channels, height, width = shape

@@ -60,6 +60,8 @@ class ArchSpec(Spec):
 
     # Template name -> a job spec that learns in under a minute on a CPU (models/templates.py collects them).
     templates: ClassVar[dict[str, dict[str, Any]]]
+    # It learns to generate samples (no inputs, no targets); read where torch may not be imported (the API).
+    generative: ClassVar[bool] = False
 
 
 class Problem(BaseModel):
@@ -301,6 +303,7 @@ class GANSpec(ArchSpec):
     """Generator G(z) and discriminator D(x) trained on min_G max_D E[log D(x)] + E[log(1 − D(G(z)))]."""
 
     arch: Literal["gan"] = "gan"
+    generative: ClassVar[bool] = True
     latent_dim: Annotated[int, Field(ge=1, le=limits.MAX_LATENT_DIM)] = 16
     generator: GANBodySpec = Field(default_factory=MLPBodySpec)
     discriminator: GANBodySpec = Field(default_factory=MLPBodySpec)

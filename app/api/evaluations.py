@@ -15,7 +15,7 @@ from app.db.checkpoints import NEWEST_FIRST, best_checkpoint_query
 from app.db.tables import Checkpoint, Evaluation, Job
 from models.errors import SpecError
 from models.evaluate.params import EvaluationKind, Split, applicable
-from models.specs import GANSpec, JobSpec
+from models.specs import JobSpec
 from models.splits import split_sizes
 
 
@@ -43,7 +43,7 @@ def create_evaluation(
 ) -> Evaluation:
     spec = JobSpec.model_validate(job.spec)
     info, _ = dataset_info_for(session=session, spec=spec, owner=owner)
-    reason = applicable(kind, task=info.task, generative=isinstance(spec.model, GANSpec))
+    reason = applicable(kind, task=info.task, generative=spec.model.generative)
     if reason is not None:
         raise SpecError.single("kind", kind, f"{reason}; job {job.id} trains a {info.task} {spec.model.arch}")
     training = spec.training
