@@ -35,6 +35,9 @@ class Reconciler:
         # LEASE_SECONDS + RECONCILE_SECONDS of the kill by the worker that replaced it.
         self.connected_since: float | None = None
         self.outage_seen = False
+        # Queues short of messages at the last pass. A message a worker has fetched but not yet claimed its
+        # job for is missing from the count for a moment: only a shortfall seen twice in a row is a loss.
+        self.short_queues: set[str] = set()
 
     def run_once(self) -> Counter[str]:
         """Counts of the jobs taken back, by the status they were left in, and of the messages re-sent."""
@@ -78,16 +81,20 @@ class Reconciler:
         return counts
 
     def republish_lost_messages(self) -> int:
-        """When a queue holds fewer messages than it has queued jobs, send every queued job of it again."""
+        """When a queue holds fewer messages than it has queued jobs at two passes in a row, send every queued
+        job of it again."""
         with self.factory() as session:
             queued = dict(
                 session.execute(
                     select(Job.queue, func.count()).where(Job.status == JobStatus.QUEUED).group_by(Job.queue)
                 ).all()
             )
-        sent = 0
+        sent, short = 0, set()
         for queue, jobs in queued.items():
             if self._messages_in(queue) >= jobs:
+                continue
+            if queue not in self.short_queues:
+                short.add(queue)  # look again at the next pass
                 continue
             with self.factory() as session:
                 ids = session.scalars(
@@ -99,6 +106,7 @@ class Reconciler:
                 publish_job(self.celery, job_id, queue)
             sent += len(ids)
             log.warning("queue %s held fewer messages than its %d queued jobs; re-sent them", queue, jobs)
+        self.short_queues = short
         return sent
 
     def _messages_in(self, queue: str) -> int:
