@@ -1,6 +1,7 @@
 """Sweep logic behind the routes: create (check the space's corners like POSTed jobs, insert), read with its
 trials' counts and best, list, cancel. The driver that queues trials runs in the workers
-(workers/sweep_driver.py); the API only stores the sweep and sends its first pass."""
+(workers/sweep_driver.py); the API only stores the sweep and sends its first pass. Torch-free: each corner's
+dry check runs in the bounded child a POSTed job's does (app/api/dry_runs.py)."""
 
 import base64
 import binascii
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from app.api.dry_runs import bounded_dry_check
 from app.api.jobs import JobConflict
 from app.api.problems import NotFound
 from app.api.sweep_schemas import (
@@ -65,27 +67,34 @@ def _assigned(assignment: dict[str, Any], path: str, _dist: object) -> Any:
 
 
 def check_corners(
-    sweep_in: SweepSpec, info: DatasetInfo, limits: CostLimits
+    sweep_in: SweepSpec, info: DatasetInfo, settings: Settings
 ) -> tuple[SweepObjective, JobSpec]:
-    """Validate, cost-check and dry-run the job spec of each corner of the space (every choice, each range's
-    low and high) as a POSTed job's; a problem is a 422 naming the space's path (or the base's field).
-    Returns the sweep's objective (the base job's when not given) and the first corner's spec."""
-    from models.dry_check import dry_check  # torch loads on the first submission, not at start-up
-
+    """Validate, cost-check and dry-run (in the bounded child) the job spec of each corner of the space
+    (every choice, each range's low and high) as a POSTed job's; a problem is a 422 naming the space's path
+    (or the base's field). Returns the sweep's objective (the base job's when not given) and the first
+    corner's spec."""
     corners = corner_assignments(sweep_in)
     objective, first = sweep_in.objective, None
     issues: dict[tuple[str, str], SpecIssue] = {}
-    for varied, assignment in corners:
+    over_at_first: set[str] = set()  # the estimate's fields over a limit with every path at its first value
+    for index, (varied, assignment) in enumerate(corners):
         checked = sweep_in.model_copy(update={"objective": objective})
         raw, params = realize(checked, partial(_assigned, assignment))
         try:
             spec = parse_job_spec(raw)
-            check_cost(estimate(spec, info), limits)  # before the dry run, which it bounds
-            dry = dry_check(spec, info)
+            over = _over_cost(spec, info, settings)  # first: the estimate bounds the dry run
+            if index == 0:
+                over_at_first = {issue.field for issue in over}
+            found = [
+                _cost_issue_at(sweep_in, issue, params, varied, blame=issue.field not in over_at_first)
+                for issue in over
+            ]
+            dry = None if found else bounded_dry_check(spec, info, settings)
         except SpecError as error:
-            for issue in error.issues:
-                named = issue_at(sweep_in, issue, params, varied)
-                issues.setdefault((named.field, named.reason), named)
+            found, dry = [issue_at(sweep_in, issue, params, varied) for issue in error.issues], None
+        for named in found:
+            issues.setdefault((named.field, named.reason), named)
+        if dry is None:
             continue
         if objective is None and dry.objective is not None:  # the base's, decided by its first corner
             objective = SweepObjective(
@@ -98,13 +107,32 @@ def check_corners(
     if objective is None or first is None:
         raise SpecError.single("objective", None, "the base job has no objective: give objective.metric")
     if sweep_in.objective is None:  # every corner again, now with the objective every trial will have
-        check_corners(sweep_in.model_copy(update={"objective": objective}), info, limits)
+        check_corners(sweep_in.model_copy(update={"objective": objective}), info, settings)
     return objective, first
 
 
-def create_sweep(*, session: Session, sweep_in: SweepSpec, owner: str, limits: CostLimits) -> Sweep:
+def _over_cost(spec: JobSpec, info: DatasetInfo, settings: Settings) -> list[SpecIssue]:
+    try:
+        check_cost(estimate(spec, info), cost_limits(settings))
+    except SpecError as over:
+        return over.issues
+    return []
+
+
+def _cost_issue_at(
+    sweep_in: SweepSpec, issue: SpecIssue, params: dict[str, Any], varied: str, *, blame: bool
+) -> SpecIssue:
+    """An estimate is the whole spec's: over a limit only at a corner that moved `varied` from its first
+    value (`blame`), that path is why, whatever field the estimate names."""
+    named = issue_at(sweep_in, issue, params, varied)
+    if named.field.startswith("space.") or not blame:
+        return named
+    return SpecIssue(f"space.{varied}", params[varied], f"{issue.reason} (at {issue.field})")
+
+
+def create_sweep(*, session: Session, sweep_in: SweepSpec, owner: str, settings: Settings) -> Sweep:
     info, _ = _base_dataset(session, sweep_in, owner)
-    objective, first = check_corners(sweep_in, info, limits)
+    objective, first = check_corners(sweep_in, info, settings)
     sweep = Sweep(
         id=str(uuid.uuid4()),
         owner=owner,

@@ -1,6 +1,7 @@
 """The sweep driver's passes without a worker, on PostgreSQL and SQLite: drivers racing queue each trial once,
 a trial asked by a pass that died is queued with the parameters it already held, ended trials are told to
-Optuna; and POST /v1/sweeps refuses a space that can produce an invalid spec, naming the path."""
+Optuna; and POST /v1/sweeps refuses a space that can produce an invalid spec or one over a cost limit, naming
+the path."""
 
 import threading
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from app.api.main import create_app
 from app.api.sweeps import cost_limits, create_sweep
 from app.core.settings import Settings
 from app.db import job_state
@@ -64,7 +66,7 @@ def _new_sweep(url: str, **changes: Any) -> str:
     factory = make_session_factory(make_engine(url))
     with transaction(factory) as session:
         sweep_in = SweepSpec.model_validate(NAS | changes)
-        return create_sweep(session=session, sweep_in=sweep_in, owner="o", limits=LIMITS.cost).id
+        return create_sweep(session=session, sweep_in=sweep_in, owner="o", settings=Settings()).id
 
 
 def _trials(url: str, sweep_id: str) -> list[Job]:
@@ -141,6 +143,32 @@ def test_space_that_can_produce_an_invalid_spec_is_refused_naming_the_path(
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert field in [error["field"] for error in response.json()["errors"]]
+
+
+@pytest.mark.parametrize(
+    ("base_hidden", "space", "field"),
+    [  # one step of a [4000, 4000] MLP at batch 64 is an estimated 6.2e9 FLOPs, over the 1e9 set here
+        ([32], {"model.hidden_sizes": {"choices": [[32], [4000, 4000]]}}, "space.model.hidden_sizes"),
+        ([4000, 4000], {"optimizer.lr": {"low": 0.001, "high": 0.1}}, "base.training.batch_size"),
+    ],
+)
+def test_corner_over_a_cost_limit_is_refused_naming_the_path(
+    api_settings: Settings, base_hidden: list[int], space: dict[str, Any], field: str
+) -> None:
+    from conftest import new_token
+
+    settings = api_settings.model_copy(update={"max_step_flops": 1e9})
+    base = {
+        "dataset": {"name": "digits"},
+        "model": {"arch": "mlp", "hidden_sizes": base_hidden},
+        "training": {"epochs": 1, "batch_size": 64},
+    }
+    with TestClient(create_app(settings)) as client:
+        client.headers["Authorization"] = f"Bearer {new_token(settings, 'sweep-cost')}"
+        response = client.post("/v1/sweeps", json=NAS | {"base": base, "space": space})
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]  # the estimate is checked before (and instead of) the dry run
+    assert error["field"] == field and "MAX_STEP_FLOPS" in error["reason"], error
 
 
 def test_bad_base_is_refused_naming_its_field(client: TestClient) -> None:

@@ -11,7 +11,6 @@ from app.api.idempotency import request_hash, run_route_once
 from app.api.sweep_schemas import SweepListQuery, SweepPublic, SweepsPublic, TrialsPublic, TrialsQuery
 from app.api.sweeps import (
     cancel,
-    cost_limits,
     create_sweep,
     get_sweep,
     list_sweeps,
@@ -47,8 +46,8 @@ def submit_sweep(
     sweep_in = parse_sweep(body)
 
     def create() -> tuple[int, Any, dict[str, str]]:
-        limits = cost_limits(request.app.state.settings)
-        sweep = create_sweep(session=session, sweep_in=sweep_in, owner=owner, limits=limits)
+        settings = request.app.state.settings
+        sweep = create_sweep(session=session, sweep_in=sweep_in, owner=owner, settings=settings)
         body = read_sweep(session, sweep).model_dump(mode="json")
         return 202, body, {"Location": f"/v1/sweeps/{sweep.id}"}
 
