@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fuzz the live OpenAPI schema with schemathesis' default checks (config: schemathesis.toml).
-# Starts `nnforge serve --no-worker` on a free port with a throwaway NNFORGE_HOME; exits non-zero on a failure.
+# Starts `nnforge serve --no-worker` on a free port with a throwaway NNFORGE_HOME and seeds it
+# (.ci/schemathesis_seed.py), so the routes under a job, an evaluation and a sweep see real ids;
+# exits non-zero on a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 home=$(mktemp -d)
@@ -16,6 +18,11 @@ for _ in $(seq 1 120); do
     curl -sf "http://127.0.0.1:$port/livez" >/dev/null && break
     sleep 0.5
 done
+token=$(cat "$home/token")
+# Real jobs (one started from the other), checkpoints, a report and a sweep, and the settings that point the
+# fuzzer's ids at them: appended to a copy of schemathesis.toml, which pytest's schemathesis also reads.
+.venv/bin/python .ci/schemathesis_seed.py "http://127.0.0.1:$port" "$token" >"$home/seed.toml"
+cat schemathesis.toml "$home/seed.toml" >"$home/schemathesis.toml"
 # One worker: schemathesis' coverage phase is not thread-safe on Python 3.11 (an AST recursion error).
-.venv/bin/schemathesis run "http://127.0.0.1:$port/openapi.json" \
-    -H "Authorization: Bearer $(cat "$home/token")" --max-examples 30 --workers 1 --seed 1
+.venv/bin/schemathesis --config-file "$home/schemathesis.toml" run "http://127.0.0.1:$port/openapi.json" \
+    -H "Authorization: Bearer $token" --max-examples 30 --workers 1 --seed 1

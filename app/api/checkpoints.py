@@ -28,7 +28,8 @@ def find_checkpoint(*, session: Session, job: Job, which: str, with_data: bool =
         best_query = best_checkpoint_query(job)
         best = session.scalars(best_query.options(*data)).first() if best_query is not None else None
         return best or _newest(session, job, with_data)
-    if not which.isdigit() or int(which) >= 2**31:  # ids are 32-bit integers: no larger one exists
+    # ASCII digits only (str.isdigit takes "²", which int() refuses); ids are 32-bit: no larger one exists.
+    if not (which.isascii() and which.isdigit()) or int(which) >= 2**31:
         return None
     return session.scalars(query.where(Checkpoint.id == int(which))).first()
 

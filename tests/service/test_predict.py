@@ -218,6 +218,18 @@ def test_predict_is_owner_scoped_and_needs_a_checkpoint(
     assert response.status_code == 409 and "no checkpoint yet" in response.json()["detail"]
 
 
+def test_predict_and_download_of_a_checkpoint_named_by_non_ascii_digits_are_404(
+    api: TestClient, trained: dict[str, Trained]
+) -> None:
+    # "²" and "３" pass str.isdigit, and int() refuses the first: a 500 before, on a route the fuzzer reaches.
+    mlp = trained["mlp"].job_id
+    for which in ("²", "３"):
+        body = {"inputs": DIGITS[:1].tolist(), "checkpoint": which}
+        response = api.post(f"/v1/jobs/{mlp}/predict", json=body)
+        assert response.status_code == 404 and which in response.json()["detail"], response.text
+        assert api.get(f"/v1/jobs/{mlp}/checkpoints/{which}").status_code == 404
+
+
 def _any_request(arch: str) -> dict[str, Any]:
     if arch == "gan":
         return {"n": 1}
