@@ -199,3 +199,8 @@ def export_safetensors(checkpoint: dict[str, Any]) -> bytes:
         "metrics": json.dumps(checkpoint["metrics"]),
     }
     return save(tensors, metadata=metadata)
+
+
+def safetensors_from_bytes(data: bytes) -> bytes:
+    """A stored checkpoint's bytes as safetensors: what the API runs in a child, never importing torch."""
+    return export_safetensors(read_checkpoint(data))

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+import safetensors.torch
 import torch
 from live_stack import LiveStack
 from sklearn.datasets import load_digits
@@ -21,7 +22,7 @@ from support import ROOT
 from test_dashboard import browser, page, page_errors  # noqa: F401
 
 from app.client.client import Client, Job
-from models.checkpoint import load_model
+from models.checkpoint import load_model, read_checkpoint
 
 DIGITS_MLP = {
     "dataset": {"name": "digits"},
@@ -57,7 +58,7 @@ def _api_pid(stack: LiveStack) -> int:
     return int(match.group(1))
 
 
-def test_client_predict_and_onnx_download_leave_the_api_process_without_torch(
+def test_client_predict_onnx_and_safetensors_downloads_leave_the_api_process_without_torch(
     live_stack: LiveStack, digits_job: Job, tmp_path: Path
 ) -> None:
     x = DIGITS.data[:20].astype(np.float32)
@@ -72,6 +73,10 @@ def test_client_predict_and_onnx_download_leave_the_api_process_without_torch(
     assert "digits" in onnx_file.get_modelmeta().custom_metadata_map["nnforge.dataset_info"]
     (logits,) = onnx_file.run(None, {"input": x.reshape(-1, 8, 8)})
     assert logits.argmax(axis=1).tolist() == answer["classes"]
+    # safetensors is converted in a child too
+    weights = safetensors.torch.load_file(digits_job.download(tmp_path, format="safetensors"))
+    stored = read_checkpoint(digits_job.download(tmp_path, checkpoint="best").read_bytes())["model"]
+    assert stored and all(torch.equal(weights[f"model.{k}"], v) for k, v in stored.items())
     # What the API process has mapped: ONNX Runtime's library, and none of torch's (an import of torch,
     # anywhere in the process, maps its shared libraries).
     maps = Path(f"/proc/{_api_pid(live_stack)}/maps").read_text()

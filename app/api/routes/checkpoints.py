@@ -9,7 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Header, Path, Query, Request, Re
 from app.api.checkpoints import find_checkpoint, list_checkpoints
 from app.api.deletion import delete_checkpoint
 from app.api.deps import OwnerDep, SessionDep
-from app.api.exports import ExportUnavailable, Format, convert
+from app.api.exports import ConversionFailed, ExportUnavailable, Format, convert
 from app.api.jobs import get_job
 from app.api.onnx_models import ExportFailed
 from app.api.predict import checkpoint_bytes
@@ -60,10 +60,10 @@ def download_checkpoint(
             load = partial(checkpoint_bytes, request.app.state.session_factory, checkpoint.id)
             data = anyio.from_thread.run(request.app.state.onnx_models.onnx_bytes, checkpoint.sha256, load)
         else:
-            data = convert(verified_bytes(checkpoint), format_)
+            data = convert(verified_bytes(checkpoint), format_, request.app.state.settings)
     except ExportUnavailable as error:
         return problem(501, "Not implemented", str(error))
-    except ExportFailed as error:
+    except (ExportFailed, ConversionFailed) as error:
         return problem(503, "Service unavailable", f"checkpoint {checkpoint.id}: {error}")
     filename = f"{job.id}-epoch{checkpoint.epoch}-step{checkpoint.step}.{format_}"
     return Response(
