@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from app.client.client import Client, Job, NnforgeError
+from app.db.job_state import JobStatus
 from bench.report import console, table
 from bench.stack import machine, service_stack
 from models.checkpoint import load_model, read_checkpoint
@@ -113,7 +114,7 @@ def submit(client: Client, body: dict[str, Any], **kwargs: Any) -> Job:
 
 def finished(job: Job) -> Job:
     job = job.wait()
-    if job.status != "succeeded":
+    if job.status != JobStatus.SUCCEEDED:
         raise RuntimeError(f"job {job.id} {job.status}: {job.data.get('error')}")
     return job
 
