@@ -85,7 +85,7 @@ SMALL = {
     "base": {
         "dataset": {"name": "moons"},
         "model": {"arch": "mlp", "hidden_sizes": [8]},
-        "training": {"epochs": 3, "batch_size": 8, "device": "cpu"},
+        "training": {"epochs": 3, "batch_size": 16, "device": "cpu"},
     },
     "space": {"optimizer.lr": {"low": 1e-3, "high": 1e-1, "log": True}},
     "objective": {"metric": "val_accuracy", "direction": "maximize"},
